@@ -1,0 +1,1 @@
+//! The rbdiff codec as a WebAssembly component.

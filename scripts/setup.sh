@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent installer for everything rbdiff's build and tests need on a fresh
+# Debian machine with the Rust toolchain (only package registries reachable).
+# Every step checks first and skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+WB_VER=0.2.130          # must equal the wasm-bindgen crate pinned in web/Cargo.toml
+PY_WASMTIME=50.0.1      # PyPI wasmtime: the same engine as the wasmtime CLI, 9 s to install
+want="${1:-all}"        # all | rust | web
+
+log() { echo "setup: $*" >&2; }
+
+need_targets=()
+installed_targets=$(rustup target list --installed)
+for t in wasm32-unknown-unknown wasm32-wasip1 wasm32-wasip2 x86_64-unknown-none; do
+  grep -qx "$t" <<<"$installed_targets" || need_targets+=("$t")
+done
+if [ ${#need_targets[@]} -gt 0 ]; then
+  log "rustup target add ${need_targets[*]}"
+  rustup target add "${need_targets[@]}"
+fi
+
+if ! python3 -c "import wasmtime, sys; sys.exit(0 if wasmtime.__version__ == '$PY_WASMTIME' else 1)" 2>/dev/null; then
+  log "pip install wasmtime==$PY_WASMTIME"
+  python3 -m pip install -q --disable-pip-version-check "wasmtime==$PY_WASMTIME"
+fi
+
+[ "$want" = rust ] && exit 0
+
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WB_VER" ]; then
+  log "cargo install wasm-bindgen-cli $WB_VER (a few minutes, once)"
+  # not --locked: its lockfile pins a crate version the registry mirror lacks
+  cargo install -q wasm-bindgen-cli --version "$WB_VER"
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "apt-get install chromium chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q chromium chromium-driver >/dev/null
+fi
+
+if [ ! -d node_modules/playwright-core ]; then
+  log "npm install (playwright-core)"
+  npm install --no-audit --no-fund --prefer-offline >/dev/null
+fi

@@ -1,0 +1,1 @@
+//! Browser glue (wasm-bindgen) for the rbdiff viewer.
