@@ -401,7 +401,13 @@ impl Decoder {
 
     /// Applies `check` to a failed condition. Warnings already reported for
     /// this item (when it is decoded again after `NeedMore`) are not repeated.
-    fn check(&mut self, check: Check, failed: bool, kind: ErrorKind, nth: &mut u8) -> Result<Verdict, DecodeError> {
+    fn check(
+        &mut self,
+        check: Check,
+        failed: bool,
+        kind: ErrorKind,
+        nth: &mut u8,
+    ) -> Result<Verdict, DecodeError> {
         if !failed {
             return Ok(Verdict::Pass);
         }
@@ -461,7 +467,11 @@ impl Decoder {
                         verdict!(
                             self.config.length_mismatch,
                             len != 8,
-                            ErrorKind::LengthMismatch { tag: t, declared: len, actual: 8 },
+                            ErrorKind::LengthMismatch {
+                                tag: t,
+                                declared: len,
+                                actual: 8
+                            },
                             &mut nth
                         );
                         let ev = match t {
@@ -486,7 +496,11 @@ impl Decoder {
                         verdict!(
                             self.config.length_mismatch,
                             len != actual,
-                            ErrorKind::LengthMismatch { tag: t, declared: len, actual },
+                            ErrorKind::LengthMismatch {
+                                tag: t,
+                                declared: len,
+                                actual
+                            },
                             &mut nth
                         );
                         Ok(self.ev(
@@ -505,7 +519,13 @@ impl Decoder {
                             }));
                         }
                         self.state = State::ImageSkip { remaining: len };
-                        Ok(self.ev(9, Event::Unknown { tag: t, len: Some(len) }))
+                        Ok(self.ev(
+                            9,
+                            Event::Unknown {
+                                tag: t,
+                                len: Some(len),
+                            },
+                        ))
                     }
                 }
             }
@@ -542,7 +562,11 @@ impl Decoder {
                 let count = le64(&input[19..27]);
                 self.diff_total = count;
                 self.diff_index = 0;
-                self.state = if count == 0 { State::Done } else { State::DiffBanner };
+                self.state = if count == 0 {
+                    State::Done
+                } else {
+                    State::DiffBanner
+                };
                 Ok(self.ev(27, Event::DiffCount(count)))
             }
             State::DiffBanner => {
@@ -555,7 +579,12 @@ impl Decoder {
                 }
                 need!(banner.len(), Expected::DiffBanner);
                 self.begin_diff(Format::DiffV2, true);
-                Ok(self.ev(12, Event::DiffBegin { index: self.diff_index }))
+                Ok(self.ev(
+                    12,
+                    Event::DiffBegin {
+                        index: self.diff_index,
+                    },
+                ))
             }
             State::DiffTag => {
                 need!(1, Expected::Tag);
@@ -577,11 +606,19 @@ impl Decoder {
                 let h = if v2 { 9 } else { 1 };
                 let known = matches!(
                     t,
-                    tag::FROM_SNAP | tag::TO_SNAP | tag::PROTECTION | tag::SIZE | tag::WRITE | tag::ZERO
+                    tag::FROM_SNAP
+                        | tag::TO_SNAP
+                        | tag::PROTECTION
+                        | tag::SIZE
+                        | tag::WRITE
+                        | tag::ZERO
                 );
                 if !known && !v2 {
                     return match self.config.unknown_v1 {
-                        UnknownV1::Error => Err(self.err(ErrorKind::UnknownTag { tag: t, zone: Zone::DiffV1 })),
+                        UnknownV1::Error => Err(self.err(ErrorKind::UnknownTag {
+                            tag: t,
+                            zone: Zone::DiffV1,
+                        })),
                         UnknownV1::SkipByte => Ok(self.ev(1, Event::Unknown { tag: t, len: None })),
                     };
                 }
@@ -591,10 +628,19 @@ impl Decoder {
                 let len = if v2 { le64(&input[1..9]) } else { 0 };
                 if !known {
                     if self.config.unknown_v2 == Check::Error {
-                        return Err(self.err(ErrorKind::UnknownTag { tag: t, zone: Zone::DiffV2 }));
+                        return Err(self.err(ErrorKind::UnknownTag {
+                            tag: t,
+                            zone: Zone::DiffV2,
+                        }));
                     }
                     self.state = State::Skip { remaining: len };
-                    return Ok(self.ev(9, Event::Unknown { tag: t, len: Some(len) }));
+                    return Ok(self.ev(
+                        9,
+                        Event::Unknown {
+                            tag: t,
+                            len: Some(len),
+                        },
+                    ));
                 }
                 let mut nth = 0u8;
                 match t {
@@ -624,7 +670,11 @@ impl Decoder {
                         verdict!(
                             self.config.length_mismatch,
                             v2 && len != actual,
-                            ErrorKind::LengthMismatch { tag: t, declared: len, actual },
+                            ErrorKind::LengthMismatch {
+                                tag: t,
+                                declared: len,
+                                actual
+                            },
                             &mut nth
                         );
                         let name = &input[h + 4..end];
@@ -647,7 +697,11 @@ impl Decoder {
                         verdict!(
                             self.config.length_mismatch,
                             v2 && len != 1 && len != format::PROTECTION_DECLARED_LEN,
-                            ErrorKind::LengthMismatch { tag: t, declared: len, actual: 1 },
+                            ErrorKind::LengthMismatch {
+                                tag: t,
+                                declared: len,
+                                actual: 1
+                            },
                             &mut nth
                         );
                         Ok(self.ev(h + 1, Event::Protection(input[h])))
@@ -663,7 +717,11 @@ impl Decoder {
                         verdict!(
                             self.config.length_mismatch,
                             v2 && len != 8,
-                            ErrorKind::LengthMismatch { tag: t, declared: len, actual: 8 },
+                            ErrorKind::LengthMismatch {
+                                tag: t,
+                                declared: len,
+                                actual: 8
+                            },
                             &mut nth
                         );
                         let size = le64(&input[h..h + 8]);
@@ -676,14 +734,25 @@ impl Decoder {
                         let off = le64(&input[h..h + 8]);
                         let n = le64(&input[h + 8..h + 16]);
                         let Some(end) = off.checked_add(n) else {
-                            return Err(self.err(ErrorKind::OffsetOverflow { offset: off, len: n }));
+                            return Err(self.err(ErrorKind::OffsetOverflow {
+                                offset: off,
+                                len: n,
+                            }));
                         };
-                        verdict!(self.config.zero_length, n == 0, ErrorKind::ZeroLength { tag: t }, &mut nth);
+                        verdict!(
+                            self.config.zero_length,
+                            n == 0,
+                            ErrorKind::ZeroLength { tag: t },
+                            &mut nth
+                        );
                         if let Some(prev_end) = self.diff.prev_end {
                             verdict!(
                                 self.config.order,
                                 off < prev_end,
-                                ErrorKind::OutOfOrder { prev_end, offset: off },
+                                ErrorKind::OutOfOrder {
+                                    prev_end,
+                                    offset: off
+                                },
                                 &mut nth
                             );
                         }
@@ -695,7 +764,11 @@ impl Decoder {
                                 &mut nth
                             );
                         }
-                        let actual = if t == tag::WRITE { n.checked_add(16) } else { Some(16) };
+                        let actual = if t == tag::WRITE {
+                            n.checked_add(16)
+                        } else {
+                            Some(16)
+                        };
                         verdict!(
                             self.config.length_mismatch,
                             v2 && Some(len) != actual,
@@ -710,11 +783,26 @@ impl Decoder {
                         self.diff.seen_data = true;
                         if t == tag::WRITE {
                             if n > 0 {
-                                self.state = State::Data { remaining: n, offset: off };
+                                self.state = State::Data {
+                                    remaining: n,
+                                    offset: off,
+                                };
                             }
-                            Ok(self.ev(h + 16, Event::Write { offset: off, len: n }))
+                            Ok(self.ev(
+                                h + 16,
+                                Event::Write {
+                                    offset: off,
+                                    len: n,
+                                },
+                            ))
                         } else {
-                            Ok(self.ev(h + 16, Event::Zero { offset: off, len: n }))
+                            Ok(self.ev(
+                                h + 16,
+                                Event::Zero {
+                                    offset: off,
+                                    len: n,
+                                },
+                            ))
                         }
                     }
                 }

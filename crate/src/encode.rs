@@ -93,16 +93,25 @@ impl fmt::Display for Misuse {
             Misuse::AfterEnd => f.write_str("record written after the end"),
             Misuse::HeaderAfterData => f.write_str("header record after data records"),
             Misuse::DataLength { expected, got } => {
-                write!(f, "write data length mismatch: {expected} bytes expected, {got} given")
+                write!(
+                    f,
+                    "write data length mismatch: {expected} bytes expected, {got} given"
+                )
             }
             Misuse::OutOfOrder { prev_end, offset } => {
-                write!(f, "record at {offset} starts before the previous record's end {prev_end}")
+                write!(
+                    f,
+                    "record at {offset} starts before the previous record's end {prev_end}"
+                )
             }
             Misuse::ZeroLength => f.write_str("zero-length record"),
             Misuse::Overflow => f.write_str("record offset + length overflows"),
             Misuse::WrongFormat => f.write_str("record not valid in this stream format"),
             Misuse::DiffCount { declared, written } => {
-                write!(f, "image stream declares {declared} diffs, {written} written")
+                write!(
+                    f,
+                    "image stream declares {declared} diffs, {written} written"
+                )
             }
             Misuse::DuplicateMeta => f.write_str("image-meta key given twice"),
             Misuse::TooLong => f.write_str("string longer than 4 GiB"),
@@ -213,7 +222,11 @@ impl<S: Sink> Encoder<S> {
     /// An image v2 stream holding `diff_count` diffs: writes the banner, the
     /// header records (`O T U C`, `M` sorted by key, `E`), the diffs banner and
     /// the count. Then call [`begin_diff`](Self::begin_diff) for each diff.
-    pub fn image(sink: S, header: &ImageHeader<'_>, diff_count: u64) -> Result<Self, EncodeError<S::Error>> {
+    pub fn image(
+        sink: S,
+        header: &ImageHeader<'_>,
+        diff_count: u64,
+    ) -> Result<Self, EncodeError<S::Error>> {
         let mut e = Encoder::raw(sink, true, Format::DiffV2);
         e.put(format::IMAGE_BANNER_V2)?;
         for (t, v) in [
@@ -235,7 +248,9 @@ impl<S: Sink> Encoder<S> {
                     continue;
                 }
                 match next {
-                    Some((nk, _)) if nk == k => return Err(EncodeError::Misuse(Misuse::DuplicateMeta)),
+                    Some((nk, _)) if nk == k => {
+                        return Err(EncodeError::Misuse(Misuse::DuplicateMeta));
+                    }
                     Some((nk, _)) if nk < k => {}
                     _ => next = Some((k, v)),
                 }
@@ -257,7 +272,11 @@ impl<S: Sink> Encoder<S> {
         e.put(format::IMAGE_DIFFS_BANNER_V2)?;
         e.put(&diff_count.to_le_bytes())?;
         e.declared = diff_count;
-        e.state = if diff_count == 0 { EState::Finished } else { EState::Between };
+        e.state = if diff_count == 0 {
+            EState::Finished
+        } else {
+            EState::Between
+        };
         Ok(e)
     }
 
@@ -417,7 +436,9 @@ impl<S: Sink> Encoder<S> {
 
     /// `w` record header; follow with exactly `len` bytes of [`data`](Self::data).
     pub fn begin_write(&mut self, offset: u64, len: u64) -> Res<S::Error> {
-        let declared = len.checked_add(16).ok_or(EncodeError::Misuse(Misuse::Overflow))?;
+        let declared = len
+            .checked_add(16)
+            .ok_or(EncodeError::Misuse(Misuse::Overflow))?;
         self.record_ok(offset, len)?;
         self.tag(tag::WRITE, declared)?;
         self.put(&offset.to_le_bytes())?;

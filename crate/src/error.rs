@@ -189,10 +189,14 @@ impl fmt::Display for ErrorKind {
                 write_escaped(f, &found[..found_len as usize])?;
                 match expected {
                     Some(fmt) => write!(f, " (expected '{}\\n')", fmt.name()),
-                    None => f.write_str(" (expected 'rbd diff v1\\n', 'rbd diff v2\\n' or 'rbd image v2\\n')"),
+                    None => f.write_str(
+                        " (expected 'rbd diff v1\\n', 'rbd diff v2\\n' or 'rbd image v2\\n')",
+                    ),
                 }
             }
-            ErrorKind::BadSectionBanner { expected } => write!(f, "bad banner (expected {})", expected.describe()),
+            ErrorKind::BadSectionBanner { expected } => {
+                write!(f, "bad banner (expected {})", expected.describe())
+            }
             ErrorKind::UnexpectedEof { expected, missing } => write!(
                 f,
                 "unexpected end of stream while reading {} ({} more byte{} needed)",
@@ -207,10 +211,16 @@ impl fmt::Display for ErrorKind {
                 zone.valid_tags()
             ),
             ErrorKind::NameTooLong { len, max } => {
-                write!(f, "snapshot name of {len} bytes is longer than the limit of {max}")
+                write!(
+                    f,
+                    "snapshot name of {len} bytes is longer than the limit of {max}"
+                )
             }
             ErrorKind::MetaTooLong { len, max } => {
-                write!(f, "image-meta string of {len} bytes is longer than the limit of {max}")
+                write!(
+                    f,
+                    "image-meta string of {len} bytes is longer than the limit of {max}"
+                )
             }
             ErrorKind::ZeroLength { tag } => write!(f, "zero-length {} record", TagDisplay(tag)),
             ErrorKind::OffsetOverflow { offset, len } => {
@@ -226,7 +236,11 @@ impl fmt::Display for ErrorKind {
             ErrorKind::MetadataAfterData { tag } => {
                 write!(f, "header record {} after data records", TagDisplay(tag))
             }
-            ErrorKind::LengthMismatch { tag, declared, actual } => write!(
+            ErrorKind::LengthMismatch {
+                tag,
+                declared,
+                actual,
+            } => write!(
                 f,
                 "record {} declares length {declared} but its payload is {actual} bytes",
                 TagDisplay(tag)

@@ -66,7 +66,11 @@ pub mod encode;
 pub mod error;
 pub mod format;
 #[cfg(feature = "alloc")]
+pub mod merge;
+#[cfg(feature = "alloc")]
 pub mod pump;
+#[cfg(feature = "std")]
+pub mod reader;
 
 pub use decode::{Check, Config, Decoder, Event, FormatSet, Step, UnknownV1};
 pub use encode::{DiffHeader, EncodeError, Encoder, ImageHeader, Misuse, Sink};
@@ -74,3 +78,5 @@ pub use error::{DecodeError, ErrorKind, Expected, Zone};
 pub use format::Format;
 #[cfg(feature = "alloc")]
 pub use pump::{Pump, PumpError};
+#[cfg(feature = "std")]
+pub use reader::{EventReader, ReadError};

@@ -65,14 +65,23 @@ impl Pump {
 
     /// Feed the next chunk; `eof` says it is the last one. Calls `on(offset,
     /// event)` for every event. Returns `true` once the stream is complete.
-    pub fn feed<E, F>(&mut self, mut chunk: &[u8], eof: bool, mut on: F) -> Result<bool, PumpError<E>>
+    pub fn feed<E, F>(
+        &mut self,
+        mut chunk: &[u8],
+        eof: bool,
+        mut on: F,
+    ) -> Result<bool, PumpError<E>>
     where
         F: FnMut(u64, Event<'_>) -> Result<(), E>,
     {
         loop {
             if !self.buf.is_empty() {
                 let last = eof && chunk.is_empty();
-                match self.decoder.decode(&self.buf, last).map_err(PumpError::Decode)? {
+                match self
+                    .decoder
+                    .decode(&self.buf, last)
+                    .map_err(PumpError::Decode)?
+                {
                     Step::NeedMore(n) => {
                         if chunk.is_empty() {
                             return Ok(false);

@@ -1,0 +1,173 @@
+//! A pull-style driver over [`std::io::Read`]: `next_event()` reads as much
+//! as the decoder needs and hands back one event at a time.
+
+use crate::decode::{Config, Decoder, Event, Step};
+use crate::error::DecodeError;
+use alloc::vec;
+use alloc::vec::Vec;
+use std::io::{self, Read};
+
+/// Default read size: large enough for page-cache speed, small enough for wasm.
+pub const DEFAULT_BUFFER: usize = 1 << 20;
+
+/// An I/O or decode failure while reading a stream.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The stream is invalid.
+    Decode(DecodeError),
+    /// The reader failed.
+    Io(io::Error),
+}
+
+impl core::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ReadError::Decode(e) => e.fmt(f),
+            ReadError::Io(e) => write!(f, "read error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<DecodeError> for ReadError {
+    fn from(e: DecodeError) -> Self {
+        ReadError::Decode(e)
+    }
+}
+
+/// A decoder reading from `R` through its own buffer.
+#[derive(Debug)]
+pub struct EventReader<R> {
+    inner: R,
+    dec: Decoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    limit: usize,
+    read_total: u64,
+}
+
+impl<R: Read> EventReader<R> {
+    /// A reader with the default buffer size.
+    pub fn new(inner: R, config: Config) -> Self {
+        Self::with_capacity(inner, config, DEFAULT_BUFFER)
+    }
+
+    /// A reader with a buffer of `capacity` bytes (grown up to
+    /// [`Config::max_item_len`] when an item needs it).
+    pub fn with_capacity(inner: R, config: Config, capacity: usize) -> Self {
+        EventReader {
+            inner,
+            dec: Decoder::new(config),
+            buf: vec![0; capacity.max(64)],
+            start: 0,
+            end: 0,
+            eof: false,
+            limit: config.max_item_len().max(capacity),
+            read_total: 0,
+        }
+    }
+
+    /// The decoder (position, format, state).
+    pub fn decoder(&self) -> &Decoder {
+        &self.dec
+    }
+
+    /// Bytes read from the inner reader so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read_total
+    }
+
+    /// The inner reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn fill(&mut self, need: usize) -> Result<(), ReadError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if need > self.buf.len() {
+            // `need` is bounded by the decoder's configured item limits.
+            let grown = (self.buf.len() * 2).min(self.limit).max(need);
+            self.buf.resize(grown, 0);
+        }
+        while self.end < need {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.read_total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event, or `None` once the stream is complete (bytes after
+    /// the end are not read).
+    pub fn next_event(&mut self) -> Result<Option<(u64, Event<'_>)>, ReadError> {
+        self.next_limited(usize::MAX)
+    }
+
+    /// Like [`next_event`](Self::next_event), but a `w` payload piece is at
+    /// most `max` bytes (so a caller can take part of a record).
+    pub fn next_limited(&mut self, max: usize) -> Result<Option<(u64, Event<'_>)>, ReadError> {
+        if self.dec.is_done() {
+            return Ok(None);
+        }
+        // The decoder does not change state when it asks for more input, so a
+        // copy of it finds out how much to read first.
+        loop {
+            let mut probe = self.dec.clone();
+            let avail = self.end - self.start;
+            let window = self.window(max, avail);
+            match probe.decode(
+                &self.buf[self.start..self.start + window],
+                self.eof && window == avail,
+            ) {
+                Ok(Step::NeedMore(n)) => {
+                    let n = if self.dec.in_data() { 1 } else { n };
+                    let before = self.end - self.start;
+                    self.fill(n.max(before + 1))?;
+                }
+                _ => break,
+            }
+        }
+        let avail = self.end - self.start;
+        let window = self.window(max, avail);
+        let s = self.start;
+        match self
+            .dec
+            .decode(&self.buf[s..s + window], self.eof && window == avail)?
+        {
+            Step::Event {
+                offset,
+                consumed,
+                event,
+            } => {
+                self.start = s + consumed;
+                Ok(Some((offset, event)))
+            }
+            Step::Done => Ok(None),
+            Step::NeedMore(_) => unreachable!("probe said the input suffices"),
+        }
+    }
+
+    fn window(&self, max: usize, avail: usize) -> usize {
+        if self.dec.in_data() {
+            avail.min(max.max(1))
+        } else {
+            avail
+        }
+    }
+}
