@@ -1,0 +1,376 @@
+//! What a stream holds: a summary built from decoder events, shared by the
+//! CLI's `inspect`, the browser viewer and the component.
+
+use crate::decode::Event;
+use crate::error::{DecodeError, ErrorKind};
+use crate::format::Format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Limits on what the summary keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InspectOptions {
+    /// Records kept per diff in [`DiffSummary::records`] (counts are always complete).
+    pub max_records: usize,
+    /// Warnings kept in [`Summary::warnings`].
+    pub max_warnings: usize,
+}
+
+impl Default for InspectOptions {
+    fn default() -> Self {
+        InspectOptions {
+            max_records: 100_000,
+            max_warnings: 100,
+        }
+    }
+}
+
+/// An error or warning with its stream offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Finding {
+    /// Stream offset.
+    pub offset: u64,
+    /// Kind, as a stable kebab-case name (`unexpected-eof`, `unknown-tag`, …).
+    pub kind: String,
+    /// Human message.
+    pub message: String,
+}
+
+impl Finding {
+    fn new(offset: u64, kind: &ErrorKind) -> Self {
+        Finding {
+            offset,
+            kind: kind_name(kind).into(),
+            message: kind.to_string(),
+        }
+    }
+}
+
+/// Stable name of an error kind.
+pub fn kind_name(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::BadBanner { .. } => "bad-banner",
+        ErrorKind::BadSectionBanner { .. } => "bad-section-banner",
+        ErrorKind::UnexpectedEof { .. } => "unexpected-eof",
+        ErrorKind::UnknownTag { .. } => "unknown-tag",
+        ErrorKind::NameTooLong { .. } => "name-too-long",
+        ErrorKind::MetaTooLong { .. } => "meta-too-long",
+        ErrorKind::ZeroLength { .. } => "zero-length",
+        ErrorKind::OffsetOverflow { .. } => "offset-overflow",
+        ErrorKind::BeyondSize { .. } => "beyond-size",
+        ErrorKind::OutOfOrder { .. } => "out-of-order",
+        ErrorKind::MetadataAfterData { .. } => "metadata-after-data",
+        ErrorKind::LengthMismatch { .. } => "length-mismatch",
+        ErrorKind::TrailingBytes => "trailing-bytes",
+    }
+}
+
+/// One image-meta pair (lossy UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MetaPair {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// The image v2 header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ImageInfo {
+    /// Object order.
+    pub order: Option<u64>,
+    /// Feature bits.
+    pub features: Option<u64>,
+    /// Stripe unit.
+    pub stripe_unit: Option<u64>,
+    /// Stripe count.
+    pub stripe_count: Option<u64>,
+    /// Image-meta pairs in stream order.
+    pub meta: Vec<MetaPair>,
+}
+
+/// One record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RecordSummary {
+    /// Stream offset of the tag.
+    pub stream_offset: u64,
+    /// `'w'` or `'z'`.
+    pub tag: char,
+    /// Image offset.
+    pub offset: u64,
+    /// Length.
+    pub length: u64,
+}
+
+/// One diff (the stream itself, or one embedded in an image v2 stream).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct DiffSummary {
+    /// Index in the image stream (0 for a standalone diff).
+    pub index: u64,
+    /// Stream offset of the diff's banner.
+    pub stream_offset: u64,
+    /// Bytes from the banner to the `e` inclusive.
+    pub stream_bytes: u64,
+    /// Header tags in stream order (`f`, `t`, `p`, `s`).
+    pub header_tags: Vec<String>,
+    /// From-snapshot.
+    pub from_snap: Option<String>,
+    /// To-snapshot.
+    pub to_snap: Option<String>,
+    /// Protection (v2 `p`).
+    pub protected: Option<bool>,
+    /// Image size (`s`).
+    pub size: Option<u64>,
+    /// `w` records.
+    pub n_w: u64,
+    /// `z` records.
+    pub n_z: u64,
+    /// Payload bytes of `w` records.
+    pub w_bytes: u64,
+    /// Bytes covered by `z` records.
+    pub z_bytes: u64,
+    /// `w` records whose payload is entirely zero.
+    pub w_all_zero_records: u64,
+    /// Unknown records skipped.
+    pub n_unknown: u64,
+    /// Records ascending by offset.
+    pub records_sorted: bool,
+    /// Some records overlap.
+    pub records_overlap: bool,
+    /// Some record reaches past `s`.
+    pub records_beyond_size: bool,
+    /// The `e` was read.
+    pub complete: bool,
+    /// The records (up to [`InspectOptions::max_records`]).
+    pub records: Vec<RecordSummary>,
+    /// More records exist than were kept.
+    pub records_truncated: bool,
+}
+
+/// What a stream holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Summary {
+    /// Stream format.
+    pub format: Option<Format>,
+    /// Image v2 header.
+    pub image: Option<ImageInfo>,
+    /// Declared diff count (image v2).
+    pub diff_count: Option<u64>,
+    /// The diffs.
+    pub diffs: Vec<DiffSummary>,
+    /// Bytes read.
+    pub stream_bytes: u64,
+    /// Bytes after the end.
+    pub trailing_bytes: u64,
+    /// Unknown records skipped (all diffs and the image header).
+    pub unknown_records: u64,
+    /// Warnings (up to [`InspectOptions::max_warnings`]).
+    pub warnings: Vec<Finding>,
+    /// All warnings.
+    pub warnings_total: u64,
+    /// The error that stopped decoding.
+    pub error: Option<Finding>,
+    /// Decoded to the end without error.
+    pub valid: bool,
+}
+
+/// Builds a [`Summary`] from events.
+#[derive(Clone, Debug, Default)]
+pub struct Inspector {
+    opts: InspectOptions,
+    s: Summary,
+    cur: Option<DiffSummary>,
+    prev: Option<(u64, u64)>,
+    write_zero: bool,
+    done: bool,
+}
+
+impl Inspector {
+    /// A fresh inspector.
+    pub fn new(opts: InspectOptions) -> Self {
+        Inspector {
+            opts,
+            ..Inspector::default()
+        }
+    }
+
+    /// The summary so far (for progress displays).
+    pub fn summary(&self) -> &Summary {
+        &self.s
+    }
+
+    /// The diff being decoded, if any.
+    pub fn current_diff(&self) -> Option<&DiffSummary> {
+        self.cur.as_ref()
+    }
+
+    fn diff(&mut self) -> &mut DiffSummary {
+        self.cur.get_or_insert_with(DiffSummary::default)
+    }
+
+    fn record(&mut self, stream_offset: u64, tag: char, offset: u64, length: u64) {
+        let max = self.opts.max_records;
+        let prev = self.prev;
+        let d = self.diff();
+        let end = offset.saturating_add(length);
+        if let Some((pstart, pend)) = prev {
+            if offset < pstart {
+                d.records_sorted = false;
+            }
+            if offset < pend && end > pstart {
+                d.records_overlap = true;
+            }
+        }
+        if d.size.is_some_and(|s| end > s) {
+            d.records_beyond_size = true;
+        }
+        if d.records.len() < max {
+            d.records.push(RecordSummary {
+                stream_offset,
+                tag,
+                offset,
+                length,
+            });
+        } else {
+            d.records_truncated = true;
+        }
+        self.prev = Some((offset, end));
+    }
+
+    fn close_w(&mut self) {
+        if self.write_zero {
+            self.diff().w_all_zero_records += 1;
+            self.write_zero = false;
+        }
+    }
+
+    /// Feed one event.
+    pub fn event(&mut self, offset: u64, ev: &Event<'_>) {
+        if !matches!(ev, Event::Data { .. }) {
+            self.close_w();
+        }
+        match *ev {
+            Event::Banner(f) => {
+                self.s.format = Some(f);
+                if f == Format::ImageV2 {
+                    self.s.image = Some(ImageInfo::default());
+                } else {
+                    self.start_diff(0, offset);
+                }
+            }
+            Event::Order(v) => self.image().order = Some(v),
+            Event::Features(v) => self.image().features = Some(v),
+            Event::StripeUnit(v) => self.image().stripe_unit = Some(v),
+            Event::StripeCount(v) => self.image().stripe_count = Some(v),
+            Event::Meta { key, value } => self.image().meta.push(MetaPair {
+                key: String::from_utf8_lossy(key).into_owned(),
+                value: String::from_utf8_lossy(value).into_owned(),
+            }),
+            Event::ImageHeaderEnd => {}
+            Event::DiffCount(n) => self.s.diff_count = Some(n),
+            Event::DiffBegin { index } => self.start_diff(index, offset),
+            Event::FromSnap(n) => {
+                let d = self.diff();
+                d.header_tags.push("f".into());
+                d.from_snap = Some(String::from_utf8_lossy(n).into_owned());
+            }
+            Event::ToSnap(n) => {
+                let d = self.diff();
+                d.header_tags.push("t".into());
+                d.to_snap = Some(String::from_utf8_lossy(n).into_owned());
+            }
+            Event::Protection(p) => {
+                let d = self.diff();
+                d.header_tags.push("p".into());
+                d.protected = Some(p != 0);
+            }
+            Event::Size(s) => {
+                let d = self.diff();
+                d.header_tags.push("s".into());
+                d.size = Some(s);
+            }
+            Event::Write { offset: o, len } => {
+                let d = self.diff();
+                d.n_w += 1;
+                d.w_bytes += len;
+                self.write_zero = len > 0;
+                self.record(offset, 'w', o, len);
+            }
+            Event::Data { bytes, .. } => {
+                if self.write_zero && bytes.iter().any(|&b| b != 0) {
+                    self.write_zero = false;
+                }
+            }
+            Event::Zero { offset: o, len } => {
+                let d = self.diff();
+                d.n_z += 1;
+                d.z_bytes += len;
+                self.record(offset, 'z', o, len);
+            }
+            Event::Unknown { .. } => {
+                self.s.unknown_records += 1;
+                if let Some(d) = self.cur.as_mut() {
+                    d.n_unknown += 1;
+                }
+            }
+            Event::UnknownData(_) => {}
+            Event::Warning(k) => {
+                self.s.warnings_total += 1;
+                if self.s.warnings.len() < self.opts.max_warnings {
+                    self.s.warnings.push(Finding::new(offset, &k));
+                }
+            }
+            Event::DiffEnd => {
+                if let Some(mut d) = self.cur.take() {
+                    d.complete = true;
+                    d.stream_bytes = offset + 1 - d.stream_offset;
+                    self.s.diffs.push(d);
+                }
+            }
+            Event::Trailing(b) => self.s.trailing_bytes += b.len() as u64,
+        }
+    }
+
+    fn image(&mut self) -> &mut ImageInfo {
+        self.s.image.get_or_insert_with(ImageInfo::default)
+    }
+
+    fn start_diff(&mut self, index: u64, offset: u64) {
+        self.prev = None;
+        self.cur = Some(DiffSummary {
+            index,
+            stream_offset: offset,
+            records_sorted: true,
+            ..DiffSummary::default()
+        });
+    }
+
+    /// Record the error that stopped decoding.
+    pub fn error(&mut self, e: &DecodeError) {
+        self.close_w();
+        self.s.error = Some(Finding::new(e.offset, &e.kind));
+    }
+
+    /// Mark the stream as fully decoded.
+    pub fn done(&mut self) {
+        self.done = true;
+    }
+
+    /// The summary. `stream_bytes` is the number of bytes read.
+    pub fn finish(mut self, stream_bytes: u64) -> Summary {
+        self.close_w();
+        if let Some(mut d) = self.cur.take() {
+            d.stream_bytes = stream_bytes.saturating_sub(d.stream_offset);
+            self.s.diffs.push(d);
+        }
+        self.s.stream_bytes = stream_bytes;
+        self.s.valid = self.done && self.s.error.is_none();
+        self.s
+    }
+}
