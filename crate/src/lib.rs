@@ -66,6 +66,8 @@ pub mod encode;
 pub mod error;
 pub mod format;
 #[cfg(feature = "alloc")]
+pub mod image;
+#[cfg(feature = "alloc")]
 pub mod inspect;
 #[cfg(feature = "alloc")]
 pub mod merge;

@@ -1,0 +1,561 @@
+//! Block images: apply a diff to one, or compute a diff between two.
+//!
+//! Both engines are written once against two small traits,
+//! [`BlockSource`] (read side) and [`BlockSink`] (write side). `Vec<u8>` is
+//! the naive in-memory model; [`FileImage`] (feature `std`) is a raw image
+//! file, on Linux, macOS and WASI alike.
+
+use crate::decode::Event;
+use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A readable image.
+pub trait BlockSource {
+    /// The source's error.
+    type Error;
+    /// Image size in bytes.
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`; bytes past the size read as zeros.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// The first allocated region `(start, end)` at or after `offset`, if the
+    /// source knows its holes; the default says everything is data.
+    fn next_data(&mut self, offset: u64) -> Result<Option<(u64, u64)>, Self::Error> {
+        Ok((offset < self.size()).then(|| (offset, self.size())))
+    }
+}
+
+/// A writable image.
+pub trait BlockSink {
+    /// The sink's error.
+    type Error;
+    /// Image size in bytes.
+    fn size(&self) -> u64;
+    /// Grow (with zeros) or shrink the image.
+    fn set_size(&mut self, size: u64) -> Result<(), Self::Error>;
+    /// Write `data` at `offset` (within the size).
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error>;
+    /// Make `len` bytes at `offset` read as zeros (within the size).
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), Self::Error>;
+    /// Make everything written durable.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+impl BlockSource for [u8] {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        read_slice(self, offset, buf);
+        Ok(())
+    }
+}
+
+impl BlockSource for Vec<u8> {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        read_slice(self, offset, buf);
+        Ok(())
+    }
+}
+
+fn read_slice(src: &[u8], offset: u64, buf: &mut [u8]) {
+    buf.fill(0);
+    if offset < src.len() as u64 {
+        let o = usize_of(offset);
+        let n = (src.len() - o).min(buf.len());
+        buf[..n].copy_from_slice(&src[o..o + n]);
+    }
+}
+
+impl BlockSink for Vec<u8> {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn set_size(&mut self, size: u64) -> Result<(), Self::Error> {
+        self.resize(usize_of(size), 0);
+        Ok(())
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error> {
+        let o = usize_of(offset);
+        self[o..o + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
+        let o = usize_of(offset);
+        self[o..o + usize_of(len)].fill(0);
+        Ok(())
+    }
+}
+
+/// True if every byte is zero (vectorises: 16 bytes at a time).
+#[inline]
+pub fn is_zero(buf: &[u8]) -> bool {
+    let mut chunks = buf.chunks_exact(64);
+    for c in &mut chunks {
+        let mut acc = 0u128;
+        for w in c.chunks_exact(16) {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(w);
+            acc |= u128::from_ne_bytes(a);
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// What applying did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ApplyStats {
+    /// `w` and `z` records applied.
+    pub records: u64,
+    /// Bytes written as data.
+    pub data_bytes: u64,
+    /// Bytes written as zeros (`z` records and zero chunks of `w` records).
+    pub zero_bytes: u64,
+    /// Image size at the end.
+    pub size: u64,
+}
+
+/// Why applying failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApplyError<E> {
+    /// The sink failed.
+    Sink(E),
+    /// A record lies entirely past the image size (rbd: EINVAL).
+    BeyondSize {
+        /// Record offset.
+        offset: u64,
+        /// Record length.
+        len: u64,
+        /// Image size.
+        size: u64,
+    },
+}
+
+impl<E: fmt::Display> fmt::Display for ApplyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::Sink(e) => write!(f, "write failed: {e}"),
+            ApplyError::BeyondSize { offset, len, size } => write!(
+                f,
+                "record at {offset} (+{len}) lies past the image size {size}"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ApplyError<E> {}
+
+#[derive(Clone, Copy, Debug)]
+struct WriteState {
+    /// Record start (sparse chunks are counted from here, as rbd does).
+    start: u64,
+    /// Record end.
+    end: u64,
+    /// Index of the chunk whose state `chunk_data` describes.
+    chunk: u64,
+    /// The current chunk had a non-zero byte.
+    chunk_data: bool,
+}
+
+/// Applies decoded events to a [`BlockSink`] the way `rbd import-diff` does:
+/// `s` resizes at once; a `w` payload is cut in `sparse_size` chunks counted
+/// from the record start, all-zero chunks become `write_zeroes`, the rest are
+/// written; `z` becomes `write_zeroes`; records straddling the size are
+/// clipped and records wholly past it fail.
+///
+/// Snapshot checks (`f` must exist, `t` must not) belong to the caller, which
+/// sees the same events.
+#[derive(Clone, Debug)]
+pub struct Applier {
+    sparse: u64,
+    write: Option<WriteState>,
+    pending_zero: Option<(u64, u64)>,
+    stats: ApplyStats,
+}
+
+impl Applier {
+    /// An applier; `sparse_size` 0 writes every payload byte as data
+    /// (rbd's default is 4096).
+    pub fn new(sparse_size: u64) -> Self {
+        Applier {
+            sparse: sparse_size,
+            write: None,
+            pending_zero: None,
+            stats: ApplyStats::default(),
+        }
+    }
+
+    /// What was done so far.
+    pub fn stats(&self) -> ApplyStats {
+        self.stats
+    }
+
+    fn flush_zero<K: BlockSink>(&mut self, sink: &mut K) -> Result<(), ApplyError<K::Error>> {
+        if let Some((s, e)) = self.pending_zero.take()
+            && e > s
+        {
+            sink.write_zeroes(s, e - s).map_err(ApplyError::Sink)?;
+            self.stats.zero_bytes += e - s;
+        }
+        Ok(())
+    }
+
+    fn zero_range<K: BlockSink>(
+        &mut self,
+        sink: &mut K,
+        s: u64,
+        e: u64,
+    ) -> Result<(), ApplyError<K::Error>> {
+        match self.pending_zero {
+            Some((ps, pe)) if pe == s => self.pending_zero = Some((ps, e)),
+            _ => {
+                self.flush_zero(sink)?;
+                self.pending_zero = Some((s, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Check a record against the current size: `Some(clipped end)`, `None`
+    /// when empty.
+    fn clip<K: BlockSink>(
+        sink: &K,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<u64>, ApplyError<K::Error>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let size = sink.size();
+        if offset >= size {
+            return Err(ApplyError::BeyondSize { offset, len, size });
+        }
+        Ok(Some(offset.saturating_add(len).min(size)))
+    }
+
+    /// Apply one event.
+    pub fn event<K: BlockSink>(
+        &mut self,
+        sink: &mut K,
+        ev: &Event<'_>,
+    ) -> Result<(), ApplyError<K::Error>> {
+        match *ev {
+            Event::Data { offset, bytes } => return self.data(sink, offset, bytes),
+            Event::Size(s) => {
+                self.flush_zero(sink)?;
+                if sink.size() != s {
+                    sink.set_size(s).map_err(ApplyError::Sink)?;
+                }
+            }
+            Event::Write { offset, len } => {
+                self.flush_zero(sink)?;
+                self.stats.records += 1;
+                if Self::clip(sink, offset, len)?.is_some() {
+                    self.write = Some(WriteState {
+                        start: offset,
+                        end: offset + len,
+                        chunk: 0,
+                        chunk_data: false,
+                    });
+                }
+            }
+            Event::Zero { offset, len } => {
+                self.stats.records += 1;
+                if let Some(end) = Self::clip(sink, offset, len)? {
+                    self.zero_range(sink, offset, end)?;
+                }
+            }
+            Event::DiffEnd => {
+                self.flush_zero(sink)?;
+                self.write = None;
+            }
+            _ => {}
+        }
+        self.stats.size = sink.size();
+        Ok(())
+    }
+
+    fn data<K: BlockSink>(
+        &mut self,
+        sink: &mut K,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), ApplyError<K::Error>> {
+        let Some(mut w) = self.write else {
+            return Ok(());
+        };
+        let size = sink.size();
+        let mut o = offset;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // The piece up to the end of the current sparse chunk.
+            let (chunk, chunk_end) = if self.sparse == 0 {
+                (0, w.end)
+            } else {
+                let c = (o - w.start) / self.sparse;
+                (
+                    c,
+                    w.start
+                        .saturating_add((c + 1).saturating_mul(self.sparse))
+                        .min(w.end),
+                )
+            };
+            if chunk != w.chunk {
+                w.chunk = chunk;
+                w.chunk_data = false;
+            }
+            let n = usize_of(chunk_end - o).min(rest.len());
+            let (piece, tail) = rest.split_at(n);
+            let pend = o + n as u64;
+            let clipped = usize_of(size.saturating_sub(o)).min(n);
+            if clipped > 0 {
+                if self.sparse == 0 || w.chunk_data || !is_zero(piece) {
+                    w.chunk_data = true;
+                    self.flush_zero(sink)?;
+                    sink.write_at(o, &piece[..clipped])
+                        .map_err(ApplyError::Sink)?;
+                    self.stats.data_bytes += clipped as u64;
+                } else {
+                    self.zero_range(sink, o, o + clipped as u64)?;
+                }
+            }
+            o = pend;
+            rest = tail;
+        }
+        if o >= w.end {
+            self.write = None;
+        } else {
+            self.write = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Flush pending zeroes (call at the end of the stream).
+    pub fn finish<K: BlockSink>(
+        &mut self,
+        sink: &mut K,
+    ) -> Result<ApplyStats, ApplyError<K::Error>> {
+        self.flush_zero(sink)?;
+        sink.flush().map_err(ApplyError::Sink)?;
+        self.stats.size = sink.size();
+        Ok(self.stats)
+    }
+}
+
+/// Options of [`export_diff`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Object size: records never cross an object boundary (rbd: 4 MiB).
+    pub object_size: u64,
+    /// Report every changed object whole (`--whole-object`).
+    pub whole_object: bool,
+    /// Changed runs closer than this are reported as one record.
+    pub merge_gap: u64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            object_size: 4 << 20,
+            whole_object: false,
+            merge_gap: 4096,
+        }
+    }
+}
+
+/// What an export wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ExportStats {
+    /// `w` records.
+    pub writes: u64,
+    /// `z` records.
+    pub zeros: u64,
+    /// Payload bytes of `w` records.
+    pub data_bytes: u64,
+    /// Bytes covered by `z` records.
+    pub zero_bytes: u64,
+}
+
+/// Why an export failed.
+#[derive(Debug)]
+pub enum ExportError<R, W> {
+    /// Reading an image failed.
+    Read(R),
+    /// Writing the stream failed.
+    Write(EncodeError<W>),
+    /// The object size is 0 or does not fit in memory.
+    ObjectSize(u64),
+}
+
+impl<R: fmt::Display, W: fmt::Display> fmt::Display for ExportError<R, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportError::Read(e) => write!(f, "read failed: {e}"),
+            ExportError::Write(e) => e.fmt(f),
+            ExportError::ObjectSize(s) => write!(f, "unusable object size {s}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<R: fmt::Debug + fmt::Display, W: fmt::Debug + fmt::Display> std::error::Error
+    for ExportError<R, W>
+{
+}
+
+/// Changed byte runs `[start, end)` of `to` against `from` (or zeros),
+/// compared in 4 KiB blocks, runs closer than `gap` joined.
+fn changed_runs(to: &[u8], from: Option<&[u8]>, gap: usize, out: &mut Vec<(usize, usize)>) {
+    const BLOCK: usize = 4096;
+    out.clear();
+    let mut run: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < to.len() {
+        let e = (i + BLOCK).min(to.len());
+        let t = &to[i..e];
+        let same = match from {
+            Some(f) => t == &f[i..e],
+            None => is_zero(t),
+        };
+        if !same {
+            let differs = |k: usize| match from {
+                Some(f) => to[k] != f[k],
+                None => to[k] != 0,
+            };
+            let first = (i..e).find(|&k| differs(k)).unwrap_or(i);
+            let last = (i..e).rev().find(|&k| differs(k)).unwrap_or(e - 1) + 1;
+            run = match run {
+                Some((s, re)) if first - re < gap => Some((s, last)),
+                Some(r) => {
+                    out.push(r);
+                    Some((first, last))
+                }
+                None => Some((first, last)),
+            };
+        }
+        i = e;
+    }
+    out.extend(run);
+}
+
+/// Computes the diff from `from` (or an all-zero image when `None`) to
+/// `to` and writes it, header to `e`, into `enc`: `f`/`t`/`p` from `header`,
+/// `s` = `to`'s size unless given. Records are ascending, never cross an
+/// object boundary, and all-zero extents are `z` records, the shape
+/// `rbd export-diff` produces. `progress(done, total)` is called per object.
+pub fn export_diff<A, B, S>(
+    from: Option<&mut A>,
+    to: &mut B,
+    header: &DiffHeader<'_>,
+    opts: &ExportOptions,
+    enc: &mut Encoder<S>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportStats, ExportError<A::Error, S::Error>>
+where
+    A: BlockSource + ?Sized,
+    B: BlockSource<Error = A::Error> + ?Sized,
+    S: Sink,
+{
+    let obj = usize::try_from(opts.object_size)
+        .ok()
+        .filter(|&o| o > 0 && o <= 1 << 30)
+        .ok_or(ExportError::ObjectSize(opts.object_size))?;
+    let size = to.size();
+    let mut h = *header;
+    if h.size.is_none() {
+        h.size = Some(size);
+    }
+    enc.header(&h).map_err(ExportError::Write)?;
+    let mut from = from;
+    let mut tbuf = vec![0u8; obj];
+    let mut fbuf = if from.is_some() {
+        vec![0u8; obj]
+    } else {
+        Vec::new()
+    };
+    let mut runs = Vec::new();
+    let mut stats = ExportStats::default();
+    let mut start = 0u64;
+    while start < size {
+        let end = start.saturating_add(obj as u64).min(size);
+        let n = usize_of(end - start);
+        // Skip holes of a sparse `to` when diffing from zeros.
+        if from.is_none() {
+            match to.next_data(start).map_err(ExportError::Read)? {
+                None => break,
+                Some((ds, _)) if ds >= end => {
+                    // The object holding `ds` (aligned, so at or past `end`).
+                    start = (ds / obj as u64) * obj as u64;
+                    progress(start.min(size), size);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let t = &mut tbuf[..n];
+        to.read_at(start, t).map_err(ExportError::Read)?;
+        let f = match from.as_deref_mut() {
+            Some(src) => {
+                let f = &mut fbuf[..n];
+                src.read_at(start, f).map_err(ExportError::Read)?;
+                Some(&f[..])
+            }
+            None => None,
+        };
+        let t = &tbuf[..n];
+        if opts.whole_object {
+            let changed = match f {
+                Some(f) => t != f,
+                None => !is_zero(t),
+            };
+            runs.clear();
+            if changed {
+                runs.push((0, n));
+            }
+        } else {
+            changed_runs(t, f, usize_of(opts.merge_gap).max(1), &mut runs);
+        }
+        for &(s, e) in &runs {
+            let piece = &t[s..e];
+            let off = start + s as u64;
+            if is_zero(piece) {
+                enc.zero(off, piece.len() as u64)
+                    .map_err(ExportError::Write)?;
+                stats.zeros += 1;
+                stats.zero_bytes += piece.len() as u64;
+            } else {
+                enc.write(off, piece).map_err(ExportError::Write)?;
+                stats.writes += 1;
+                stats.data_bytes += piece.len() as u64;
+            }
+        }
+        start = end;
+        progress(start, size);
+    }
+    enc.end_diff().map_err(ExportError::Write)?;
+    Ok(stats)
+}
+
+#[cfg(feature = "std")]
+mod file;
+#[cfg(feature = "std")]
+pub use file::*;
