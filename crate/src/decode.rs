@@ -876,7 +876,7 @@ impl Decoder {
             ErrorKind::BadBanner {
                 expected: formats.single(),
                 found,
-                found_len: n as u8,
+                found_len: u8::try_from(n).unwrap_or(12),
             }
         };
         if input.len() < 12 {

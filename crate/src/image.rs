@@ -307,16 +307,14 @@ impl Applier {
         let mut rest = bytes;
         while !rest.is_empty() {
             // The piece up to the end of the current sparse chunk.
-            let (chunk, chunk_end) = if self.sparse == 0 {
-                (0, w.end)
-            } else {
-                let c = (o - w.start) / self.sparse;
-                (
+            let (chunk, chunk_end) = match (o - w.start).checked_div(self.sparse) {
+                None => (0, w.end),
+                Some(c) => (
                     c,
                     w.start
                         .saturating_add((c + 1).saturating_mul(self.sparse))
                         .min(w.end),
-                )
+                ),
             };
             if chunk != w.chunk {
                 w.chunk = chunk;
