@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (idempotently) and runs every test of rbdiff:
+# formatting, clippy, the codec/CLI test suites, the no_std proof, the wasm
+# builds, the CLI under wasmtime, the browser viewer in headless Chromium and
+# the WebAssembly component in a real host.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH" RUST_BACKTRACE=0
+# Compiled dependencies survive between clean clones on the same machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rbdiff-target}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+t0=$SECONDS
+step() { echo "=== [$((SECONDS - t0))s] $*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy -q --all-targets -- -D warnings
+
+step "no_std proof"
+cargo check -q -p rbdiff --no-default-features --target x86_64-unknown-none
+cargo check -q -p rbdiff --no-default-features --features alloc --target x86_64-unknown-none
+cargo check -q -p rbdiff --no-default-features --features alloc --target wasm32-unknown-unknown
+
+step "codec and CLI test suites"
+cargo test --no-fail-fast 2>&1 | tee -a "$log"
+
+for area in cli web component fuzz; do
+  if [ -f "scripts/test-$area.sh" ]; then
+    step "$area"
+    bash "scripts/test-$area.sh" 2>&1 | tee -a "$log"
+  fi
+done
+
+step "summary"
+python3 - "$log" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+passed = failed = 0
+for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
+    passed += int(p); failed += int(f)
+for kind, n in re.findall(r"^# (pass|fail) (\d+)$", text, re.M):   # node --test
+    if kind == "pass": passed += int(n)
+    else: failed += int(n)
+for m in re.finditer(r"^=+ (.*) in [\d.]+s", text, re.M):          # pytest
+    for n, kind in re.findall(r"(\d+) (passed|failed|error)", m.group(1)):
+        if kind == "passed": passed += int(n)
+        else: failed += int(n)
+print(f"all tests: {passed} passed, {failed} failed")
+sys.exit(1 if failed or passed == 0 else 0)
+PY
