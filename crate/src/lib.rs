@@ -34,16 +34,16 @@
 //! let mut dec = Decoder::new(Config::new());
 //! let mut buf: Vec<u8> = Vec::new();           // bytes not consumed yet
 //! let mut written = 0u64;
-//! for chunk in stream.chunks(5) {              // any chunking works
+//! let chunks: Vec<&[u8]> = stream.chunks(5).collect(); // any chunking works
+//! for (i, chunk) in chunks.iter().enumerate() {
 //!     buf.extend_from_slice(chunk);
-//!     let eof = buf.len() == 0;                // (a real loop knows when input ends)
+//!     let eof = i + 1 == chunks.len();
 //!     loop {
-//!         match dec.decode(&buf, eof).unwrap() {
-//!             Step::NeedMore(_) => break,
-//!             Step::Done => break,
+//!         match dec.decode(&buf, eof).expect("valid stream") {
+//!             Step::NeedMore(_) | Step::Done => break,
 //!             Step::Event { consumed, event, .. } => {
 //!                 if let Event::Data { bytes, .. } = event {
-//!                     written += bytes.len() as u64;
+//!                     written += bytes.len() as u64;   // a slice of `buf`, not a copy
 //!                 }
 //!                 buf.drain(..consumed);
 //!             }
