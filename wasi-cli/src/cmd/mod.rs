@@ -1,0 +1,261 @@
+//! Subcommands, one file each, and the helpers they share.
+
+pub mod create;
+pub mod diff;
+pub mod export;
+pub mod export_diff;
+pub mod import;
+pub mod import_diff;
+pub mod info;
+pub mod inspect;
+pub mod ls;
+pub mod merge_diff;
+pub mod resize;
+pub mod rm;
+pub mod snap;
+pub mod verify;
+
+use crate::errors::{EINVAL, Fail};
+use crate::store::{Spec, Store};
+use clap::{Parser, Subcommand};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+const TOP_EXAMPLES: &str = "\
+Examples (a full backup, an incremental one, a merge and a restore):
+  rbdiff create --size 1G vm1                    # an image in ./rbdiff-store
+  rbdiff import disk.raw vm1                     # or start from a raw disk image
+  rbdiff snap create vm1@mon
+  rbdiff export-diff vm1@mon mon.diff            # full backup
+  rbdiff snap create vm1@tue
+  rbdiff export-diff --from-snap mon vm1@tue tue.diff   # incremental
+  rbdiff merge-diff mon.diff tue.diff mon+tue.diff
+  rbdiff create --size 1G restored && rbdiff import-diff mon+tue.diff restored
+  rbdiff inspect tue.diff
+
+Images are either plain raw files (a path that exists, or starts with '/' or
+'.') or [pool/]image[@snap] in the store (--store DIR, $RBDIFF_STORE, default
+./rbdiff-store). Exit status is the errno rbd would exit with (2, 17, 22, 33,
+74, 95, ...); 1 for usage errors.";
+
+/// rbdiff: incremental block-device backups with rbd's formats and commands,
+/// without a Ceph cluster.
+#[derive(Parser, Debug)]
+#[command(name = "rbdiff", version, after_help = TOP_EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    /// Image store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "RBDIFF_STORE",
+        default_value = "./rbdiff-store",
+        value_name = "DIR"
+    )]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    ExportDiff(export_diff::Args),
+    ImportDiff(import_diff::Args),
+    MergeDiff(merge_diff::Args),
+    Export(export::Args),
+    Import(import::Args),
+    Diff(diff::Args),
+    Inspect(inspect::Args),
+    Verify(verify::Args),
+    Create(create::Args),
+    Info(info::Args),
+    Resize(resize::Args),
+    #[command(alias = "remove")]
+    Rm(rm::Args),
+    #[command(alias = "list")]
+    Ls(ls::Args),
+    #[command(subcommand)]
+    Snap(snap::SnapCmd),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = Store::new(cli.store);
+    match cli.cmd {
+        Cmd::ExportDiff(a) => export_diff::run(&store, a),
+        Cmd::ImportDiff(a) => import_diff::run(&store, a),
+        Cmd::MergeDiff(a) => merge_diff::run(a),
+        Cmd::Export(a) => export::run(&store, a),
+        Cmd::Import(a) => import::run(&store, a),
+        Cmd::Diff(a) => diff::run(&store, a),
+        Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Verify(a) => verify::run(&store, a),
+        Cmd::Create(a) => create::run(&store, a),
+        Cmd::Info(a) => info::run(&store, a),
+        Cmd::Resize(a) => resize::run(&store, a),
+        Cmd::Rm(a) => rm::run(&store, a),
+        Cmd::Ls(a) => ls::run(&store, a),
+        Cmd::Snap(c) => snap::run(&store, c),
+    }
+}
+
+/// An image argument: a raw file or a store image.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A plain raw image file.
+    Raw(PathBuf),
+    /// `[pool/]image[@snap]` in the store.
+    Store(Spec),
+}
+
+impl Target {
+    /// Decide what `arg` names: an existing non-directory path, or one that
+    /// starts with `/` or `.`, is a raw file; anything else is a store spec.
+    pub fn parse(arg: &str) -> Result<Target, Fail> {
+        let p = Path::new(arg);
+        let looks_like_path = arg.starts_with('/') || arg.starts_with('.');
+        let is_file = fs::metadata(p).map(|m| !m.is_dir()).unwrap_or(false);
+        if looks_like_path || is_file {
+            if fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false) {
+                return Err(Fail::new(
+                    crate::errors::EISDIR,
+                    format!("rbd: {arg} is a directory"),
+                ));
+            }
+            return Ok(Target::Raw(p.to_path_buf()));
+        }
+        Ok(Target::Store(Spec::parse(arg)?))
+    }
+}
+
+/// Open an input file, or stdin for `-`. `what` names it in the error.
+pub fn open_input(path: &str) -> Result<Box<dyn Read>, io::Error> {
+    if path == "-" {
+        Ok(Box::new(io::stdin().lock()))
+    } else {
+        let f = File::open(path)?;
+        if f.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
+        }
+        Ok(Box::new(f))
+    }
+}
+
+/// Size of an input for progress (`None` for stdin or unknown).
+pub fn input_len(path: &str) -> Option<u64> {
+    if path == "-" {
+        None
+    } else {
+        fs::metadata(path).ok().map(|m| m.len())
+    }
+}
+
+/// An output file created exclusively (as rbd's `O_EXCL`) or stdout for
+/// `-`; a file is removed again unless [`Output::commit`] is called.
+pub struct Output {
+    path: Option<PathBuf>,
+    w: Option<Box<dyn Write>>,
+}
+
+impl Output {
+    /// Create `path` (must not exist) or use stdout for `-`.
+    pub fn create(path: &str) -> io::Result<Output> {
+        if path == "-" {
+            return Ok(Output {
+                path: None,
+                w: Some(Box::new(BufWriter::with_capacity(
+                    1 << 20,
+                    io::stdout().lock(),
+                ))),
+            });
+        }
+        let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Output {
+            path: Some(PathBuf::from(path)),
+            w: Some(Box::new(BufWriter::with_capacity(1 << 20, f))),
+        })
+    }
+
+    /// Is this a real file (not stdout)?
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Flush and keep the file.
+    pub fn commit(mut self) -> io::Result<()> {
+        if let Some(mut w) = self.w.take() {
+            w.flush()?;
+        }
+        self.path = None;
+        Ok(())
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.w {
+            Some(w) => w.write(buf),
+            None => Err(io::Error::other("output closed")),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.w {
+            Some(w) => w.write_all(buf),
+            None => Err(io::Error::other("output closed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.w {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        drop(self.w.take());
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// A name as the lossy text rbd would print.
+pub fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Refuse a spec that names a snapshot where rbd wants an image.
+pub fn no_snap(spec: &Spec, what: &str) -> Result<(), Fail> {
+    if spec.snap.is_some() {
+        return Err(Fail::new(
+            EINVAL,
+            format!("rbd: {what}: snapshot name was specified, but is not valid here"),
+        ));
+    }
+    Ok(())
+}
+
+/// Read the whole of `r` in chunks, calling `f` for each; returns bytes read.
+pub fn read_chunks(
+    r: &mut dyn Read,
+    buf: &mut [u8],
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        f(&buf[..n])?;
+    }
+}

@@ -1,0 +1,134 @@
+//! Errors that end the program: the stderr lines rbd would print and the
+//! exit status (rbd exits with the positive errno of the failure).
+
+use std::fmt;
+use std::io;
+
+/// errno values rbd's CLI exits with.
+pub const ENOENT: i32 = 2;
+pub const EIO: i32 = 5;
+pub const EACCES: i32 = 13;
+pub const EBUSY: i32 = 16;
+pub const EEXIST: i32 = 17;
+pub const EISDIR: i32 = 21;
+pub const EINVAL: i32 = 22;
+pub const ENOSPC: i32 = 28;
+pub const EDOM: i32 = 33;
+pub const ENOTEMPTY: i32 = 39;
+pub const EBADMSG: i32 = 74;
+pub const EOPNOTSUPP: i32 = 95;
+
+/// The text `strerror` gives for `code` (glibc wording, as rbd prints it).
+pub fn strerror(code: i32) -> &'static str {
+    match code {
+        1 => "Operation not permitted",
+        ENOENT => "No such file or directory",
+        EIO => "Input/output error",
+        EACCES => "Permission denied",
+        EBUSY => "Device or resource busy",
+        EEXIST => "File exists",
+        EISDIR => "Is a directory",
+        EINVAL => "Invalid argument",
+        ENOSPC => "No space left on device",
+        EDOM => "Numerical argument out of domain",
+        ENOTEMPTY => "Directory not empty",
+        EBADMSG => "Bad message",
+        EOPNOTSUPP => "Operation not supported",
+        _ => "Unknown error",
+    }
+}
+
+/// `(<code>) <strerror>`, as rbd's `cpp_strerror` prints it.
+pub fn errstr(code: i32) -> String {
+    format!("({code}) {}", strerror(code))
+}
+
+/// The errno an I/O error stands for. Mapped by kind, because WASI's raw
+/// errno numbers differ from Linux's.
+pub fn io_errno(e: &io::Error) -> i32 {
+    match e.kind() {
+        io::ErrorKind::NotFound => ENOENT,
+        io::ErrorKind::AlreadyExists => EEXIST,
+        io::ErrorKind::PermissionDenied => EACCES,
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => EINVAL,
+        io::ErrorKind::IsADirectory => EISDIR,
+        io::ErrorKind::DirectoryNotEmpty => ENOTEMPTY,
+        io::ErrorKind::StorageFull => ENOSPC,
+        io::ErrorKind::Unsupported => EOPNOTSUPP,
+        io::ErrorKind::UnexpectedEof => EDOM,
+        io::ErrorKind::ResourceBusy => EBUSY,
+        _ => EIO,
+    }
+}
+
+/// A failure: lines for stderr (in order) and the exit status.
+#[derive(Debug)]
+pub struct Fail {
+    /// Exit status.
+    pub code: i32,
+    /// Lines printed to stderr.
+    pub lines: Vec<String>,
+}
+
+impl Fail {
+    /// One line, exit status `code`.
+    pub fn new(code: i32, line: impl Into<String>) -> Self {
+        Fail {
+            code,
+            lines: vec![line.into()],
+        }
+    }
+
+    /// No message of its own yet.
+    pub fn bare(code: i32) -> Self {
+        Fail {
+            code,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Append a line (printed after the ones already there).
+    pub fn then(mut self, line: impl Into<String>) -> Self {
+        self.lines.push(line.into());
+        self
+    }
+
+    /// From an I/O error, prefixed by `what`: `<what>: (<errno>) <strerror>`.
+    pub fn io(what: &str, e: &io::Error) -> Self {
+        let code = io_errno(e);
+        Fail::new(code, format!("{what}: {}", errstr(code)))
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines.join("\n"))
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// The exit status for any error that reached `main`.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if let Some(f) = e.downcast_ref::<Fail>() {
+        return f.code;
+    }
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return io_errno(io);
+        }
+    }
+    EIO
+}
+
+/// Print an error that reached `main` the way rbd does.
+pub fn report(e: &anyhow::Error) {
+    if let Some(f) = e.downcast_ref::<Fail>() {
+        for l in &f.lines {
+            eprintln!("{l}");
+        }
+    } else {
+        let code = exit_code(e);
+        eprintln!("rbd: {e:#}: {}", errstr(code));
+    }
+}
