@@ -538,7 +538,14 @@ impl Decoder {
                     };
                     return self.step(input, eof);
                 }
-                need!(1, Expected::UnknownPayload);
+                if input.is_empty() {
+                    // Like write data: name all the bytes the payload still needs.
+                    return if eof {
+                        Err(self.eof(Expected::UnknownPayload, remaining))
+                    } else {
+                        Ok(Step::NeedMore(1))
+                    };
+                }
                 let take = take_len(remaining, input.len());
                 let left = remaining - take as u64;
                 self.state = match (self.state, left) {

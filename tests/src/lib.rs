@@ -459,6 +459,38 @@ impl Decoded {
     }
 }
 
+/// Panics with a short message (the first difference) unless `a == b`.
+pub fn assert_same(a: &Decoded, b: &Decoded, what: &str) {
+    if a == b {
+        return;
+    }
+    let short = |e: &(u64, Ev)| {
+        let s = format!("{e:?}");
+        if s.len() > 200 {
+            format!("{}...", &s[..200])
+        } else {
+            s
+        }
+    };
+    let i = a
+        .events
+        .iter()
+        .zip(&b.events)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.events.len().min(b.events.len()));
+    panic!(
+        "{what}: decodes differ at event {i}: {:?} vs {:?}; {} vs {} events; errors {:?} vs {:?}; done {} vs {}",
+        a.events.get(i).map(short),
+        b.events.get(i).map(short),
+        a.events.len(),
+        b.events.len(),
+        a.error,
+        b.error,
+        a.done,
+        b.done
+    );
+}
+
 /// Decodes `data` through [`Pump`], feeding the chunk lengths in `chunks`
 /// (their sum must be `data.len()`), the last chunk with `eof`.
 pub fn decode(data: &[u8], chunks: &[usize], config: Config) -> Decoded {
@@ -502,6 +534,8 @@ pub fn decode(data: &[u8], chunks: &[usize], config: Config) -> Decoded {
     if error.is_none() {
         assert!(done, "eof fed without error, but the pump is not done");
     }
+    // Whether the end of the stream was reached (also when trailing bytes then failed).
+    let done = pump.decoder().is_done();
     Decoded {
         events: col.events,
         error,
@@ -571,7 +605,7 @@ pub fn decode_raw(data: &[u8], config: Config) -> Decoded {
                 return Decoded {
                     events: col.events,
                     error: Some(e),
-                    done: false,
+                    done: dec.is_done(),
                 };
             }
         }
