@@ -84,6 +84,9 @@ pub enum Misuse {
     DuplicateMeta,
     /// A string longer than 4 GiB.
     TooLong,
+    /// An extension record with a tag the format already uses (it would be
+    /// read as that record).
+    ReservedTag(u8),
 }
 
 impl fmt::Display for Misuse {
@@ -115,6 +118,11 @@ impl fmt::Display for Misuse {
             }
             Misuse::DuplicateMeta => f.write_str("image-meta key given twice"),
             Misuse::TooLong => f.write_str("string longer than 4 GiB"),
+            Misuse::ReservedTag(t) => write!(
+                f,
+                "extension tag {} is a known record tag",
+                crate::format::TagDisplay(t)
+            ),
         }
     }
 }
@@ -479,6 +487,18 @@ impl<S: Sink> Encoder<S> {
         self.in_diff()?;
         if self.diff_format != Format::DiffV2 {
             return Self::misuse(Misuse::WrongFormat);
+        }
+        if matches!(
+            t,
+            tag::FROM_SNAP
+                | tag::TO_SNAP
+                | tag::PROTECTION
+                | tag::SIZE
+                | tag::WRITE
+                | tag::ZERO
+                | tag::END
+        ) {
+            return Self::misuse(Misuse::ReservedTag(t));
         }
         self.tag(t, payload.len() as u64)?;
         self.put(payload)
