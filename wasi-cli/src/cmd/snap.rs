@@ -18,7 +18,11 @@ Examples:
 pub enum SnapCmd {
     /// Create a snapshot of HEAD (a sparse copy, or a reflink where available).
     #[command(alias = "add", after_help = "Example:\n  rbdiff snap create vm1@mon")]
-    Create { spec: String },
+    Create {
+        spec: String,
+        #[command(flatten)]
+        progress: crate::progress::ProgressFlags,
+    },
     /// List snapshots in creation order.
     #[command(
         alias = "list",
@@ -31,19 +35,35 @@ pub enum SnapCmd {
     },
     /// Remove a snapshot (not while protected).
     #[command(alias = "remove", after_help = "Example:\n  rbdiff snap rm vm1@mon")]
-    Rm { spec: String },
+    Rm {
+        spec: String,
+        #[command(flatten)]
+        progress: crate::progress::ProgressFlags,
+    },
     /// Protect a snapshot from removal.
     #[command(after_help = "Example:\n  rbdiff snap protect vm1@mon")]
-    Protect { spec: String },
+    Protect {
+        spec: String,
+        #[command(flatten)]
+        progress: crate::progress::ProgressFlags,
+    },
     /// Remove a snapshot's protection.
     #[command(after_help = "Example:\n  rbdiff snap unprotect vm1@mon")]
-    Unprotect { spec: String },
+    Unprotect {
+        spec: String,
+        #[command(flatten)]
+        progress: crate::progress::ProgressFlags,
+    },
     /// Make HEAD equal to a snapshot.
     #[command(
         alias = "revert",
         after_help = "Example:\n  rbdiff snap rollback vm1@mon"
     )]
-    Rollback { spec: String },
+    Rollback {
+        spec: String,
+        #[command(flatten)]
+        progress: crate::progress::ProgressFlags,
+    },
 }
 
 fn snap_spec(s: &str) -> Result<(Spec, String), Fail> {
@@ -56,7 +76,7 @@ fn snap_spec(s: &str) -> Result<(Spec, String), Fail> {
 
 pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
     match c {
-        SnapCmd::Create { spec } => {
+        SnapCmd::Create { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
             store.open(&spec)?.snap_create(&name, false)?;
         }
@@ -113,19 +133,19 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        SnapCmd::Rm { spec } => {
+        SnapCmd::Rm { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
             store.open(&spec)?.snap_remove(&name)?;
         }
-        SnapCmd::Protect { spec } => {
+        SnapCmd::Protect { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
             store.open(&spec)?.snap_set_protected(&name, true)?;
         }
-        SnapCmd::Unprotect { spec } => {
+        SnapCmd::Unprotect { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
             store.open(&spec)?.snap_set_protected(&name, false)?;
         }
-        SnapCmd::Rollback { spec } => {
+        SnapCmd::Rollback { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
             store.open(&spec)?.snap_rollback(&name)?;
         }
