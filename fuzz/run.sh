@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECS seconds (default 180) with small real rbd
+# streams from the fixture corpus as seeds. Needs cargo-fuzz (0.13.2 builds on
+# stable rustc with RUSTC_BOOTSTRAP=1).
+set -euo pipefail
+cd "$(dirname "$0")"
+SECS=${SECS:-180}
+export RUSTC_BOOTSTRAP=1
+FIX=../../shared/fixtures/rbd-16.2.15
+for t in ${TARGETS:-decode decode_chunked merge}; do
+  mkdir -p "corpus/$t"
+  find "$FIX" \( -name '*.diff' -o -name '*.v2' -o -name '*.v2diff' -o -name 'image.v2*' \) -size -16k \
+    | while read -r f; do
+        case $t in
+          decode) cp "$f" "corpus/$t/$(basename "$f" | tr -c 'A-Za-z0-9.\n' _)";;
+          decode_chunked) { printf '\x02\x05\x00\x31\x00'; cat "$f"; } > "corpus/$t/$(basename "$f" | tr -c 'A-Za-z0-9.\n' _)";;
+        esac
+      done
+  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 2>&1 | tail -n 12
+done
