@@ -282,11 +282,86 @@ enum State {
 }
 
 /// Per-diff validation state.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct DiffState {
     size: Option<u64>,
     prev_end: Option<u64>,
     seen_data: bool,
+}
+
+/// A decoder state saved at a record boundary, to resume a stream later
+/// from [`position`](Checkpoint::position) (for resumable imports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Stream offset to resume reading at.
+    pub position: u64,
+    format: Format,
+    diff_format: Format,
+    embedded: bool,
+    diff_index: u64,
+    diff_total: u64,
+    diff: DiffState,
+}
+
+fn format_code(f: Format) -> u8 {
+    match f {
+        Format::DiffV1 => 1,
+        Format::DiffV2 => 2,
+        Format::ImageV2 => 3,
+    }
+}
+
+fn format_of(c: u8) -> Option<Format> {
+    match c {
+        1 => Some(Format::DiffV1),
+        2 => Some(Format::DiffV2),
+        3 => Some(Format::ImageV2),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Length of [`to_bytes`](Self::to_bytes).
+    pub const LEN: usize = 48;
+
+    /// A fixed-size encoding (for a resume journal).
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0] = 1; // version
+        b[1] = format_code(self.format);
+        b[2] = format_code(self.diff_format);
+        b[3] = u8::from(self.embedded)
+            | u8::from(self.diff.size.is_some()) << 1
+            | u8::from(self.diff.prev_end.is_some()) << 2
+            | u8::from(self.diff.seen_data) << 3;
+        b[8..16].copy_from_slice(&self.position.to_le_bytes());
+        b[16..24].copy_from_slice(&self.diff_index.to_le_bytes());
+        b[24..32].copy_from_slice(&self.diff_total.to_le_bytes());
+        b[32..40].copy_from_slice(&self.diff.size.unwrap_or(0).to_le_bytes());
+        b[40..48].copy_from_slice(&self.diff.prev_end.unwrap_or(0).to_le_bytes());
+        b
+    }
+
+    /// Decode [`to_bytes`](Self::to_bytes) output.
+    pub fn from_bytes(b: &[u8]) -> Option<Checkpoint> {
+        if b.len() != Self::LEN || b[0] != 1 {
+            return None;
+        }
+        let flags = b[3];
+        Some(Checkpoint {
+            position: le64(&b[8..16]),
+            format: format_of(b[1])?,
+            diff_format: format_of(b[2])?,
+            embedded: flags & 1 != 0,
+            diff_index: le64(&b[16..24]),
+            diff_total: le64(&b[24..32]),
+            diff: DiffState {
+                size: (flags & 2 != 0).then(|| le64(&b[32..40])),
+                prev_end: (flags & 4 != 0).then(|| le64(&b[40..48])),
+                seen_data: flags & 8 != 0,
+            },
+        })
+    }
 }
 
 /// The push decoder. See the module docs.
@@ -336,6 +411,38 @@ impl Decoder {
             trailing_warned: false,
             failed: None,
         }
+    }
+
+    /// The state at a record boundary (between records of a diff, not inside
+    /// a payload), to [`resume`](Self::resume) from later.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        if self.state != State::DiffTag || self.failed.is_some() || self.warned != 0 {
+            return None;
+        }
+        Some(Checkpoint {
+            position: self.pos,
+            format: self.format?,
+            diff_format: self.diff_format,
+            embedded: self.embedded,
+            diff_index: self.diff_index,
+            diff_total: self.diff_total,
+            diff: self.diff,
+        })
+    }
+
+    /// A decoder that continues a stream from `cp`: feed it the stream's
+    /// bytes from `cp.position` on.
+    pub fn resume(config: Config, cp: &Checkpoint) -> Self {
+        let mut d = Decoder::new(config);
+        d.state = State::DiffTag;
+        d.pos = cp.position;
+        d.format = Some(cp.format);
+        d.diff_format = cp.diff_format;
+        d.embedded = cp.embedded;
+        d.diff_index = cp.diff_index;
+        d.diff_total = cp.diff_total;
+        d.diff = cp.diff;
+        d
     }
 
     /// The configuration in use.

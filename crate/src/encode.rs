@@ -296,6 +296,17 @@ impl<S: Sink> Encoder<S> {
         self
     }
 
+    /// The format of the diffs written (v1, or v2 also inside image streams).
+    pub fn diff_format(&self) -> Format {
+        self.diff_format
+    }
+
+    /// The sink, mutably (for instance to reset a hashing sink at the start
+    /// of an embedded diff).
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     /// Bytes written so far.
     pub fn position(&self) -> u64 {
         self.written

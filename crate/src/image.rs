@@ -7,6 +7,10 @@
 
 use crate::decode::Event;
 use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
+use crate::format::Format;
+use crate::integrity::{
+    Checksum, Entry, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES, hash, hash_zeros,
+};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -473,6 +477,40 @@ where
     B: BlockSource<Error = A::Error> + ?Sized,
     S: Sink,
 {
+    let stats = export_records(from, to, header, opts, enc, progress, &mut |_| {})?;
+    enc.end_diff().map_err(ExportError::Write)?;
+    Ok(stats)
+}
+
+/// One record written by [`export_records`]: its range, the bytes it
+/// carries (zeros for `z`) and the base image's bytes there (`None` when
+/// diffing from zeros).
+#[derive(Clone, Copy, Debug)]
+pub struct Exported<'a> {
+    /// Image offset.
+    pub offset: u64,
+    /// The record's bytes.
+    pub data: &'a [u8],
+    /// The base's bytes in the same range.
+    pub base: Option<&'a [u8]>,
+}
+
+/// [`export_diff`] without the final `e`: writes the header and the records,
+/// calling `on_record` after each one (integrity hashing hooks in here).
+pub fn export_records<A, B, S>(
+    from: Option<&mut A>,
+    to: &mut B,
+    header: &DiffHeader<'_>,
+    opts: &ExportOptions,
+    enc: &mut Encoder<S>,
+    progress: &mut dyn FnMut(u64, u64),
+    on_record: &mut dyn FnMut(&Exported<'_>),
+) -> Result<ExportStats, ExportError<A::Error, S::Error>>
+where
+    A: BlockSource + ?Sized,
+    B: BlockSource<Error = A::Error> + ?Sized,
+    S: Sink,
+{
     let obj = usize::try_from(opts.object_size)
         .ok()
         .filter(|&o| o > 0 && o <= 1 << 30)
@@ -535,6 +573,11 @@ where
         for &(s, e) in &runs {
             let piece = &t[s..e];
             let off = start + s as u64;
+            on_record(&Exported {
+                offset: off,
+                data: piece,
+                base: f.map(|f| &f[s..e]),
+            });
             if is_zero(piece) {
                 enc.zero(off, piece.len() as u64)
                     .map_err(ExportError::Write)?;
@@ -549,9 +592,71 @@ where
         start = end;
         progress(start, size);
     }
-    enc.end_diff().map_err(ExportError::Write)?;
     Ok(stats)
 }
+
+/// [`export_diff`] plus the integrity extension (see [`crate::integrity`]):
+/// for a v2 diff the `H` and `K` records are written before the `e`; for v1
+/// the returned manifest (with its checksum over banner..`e`) is for the
+/// caller to append as a trailer ([`Manifest::to_trailer`]) or to write as
+/// a sidecar. The [`HashingSink`] must have been created (or reset) at the
+/// start of this diff. `base_size` is the size of `from` when it is a real
+/// image (`None` when diffing from creation).
+pub fn export_diff_sealed<A, B, S>(
+    from: Option<&mut A>,
+    to: &mut B,
+    header: &DiffHeader<'_>,
+    opts: &ExportOptions,
+    enc: &mut Encoder<HashingSink<S>>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(ExportStats, Manifest), ExportError<A::Error, S::Error>>
+where
+    A: BlockSource + ?Sized,
+    B: BlockSource<Error = A::Error> + ?Sized,
+    S: Sink,
+{
+    let base_size = from.as_ref().map(|f| f.size());
+    let mut m = Manifest {
+        base_size,
+        ..Manifest::default()
+    };
+    let stats = export_records(from, to, header, opts, enc, progress, &mut |r| {
+        m.entries.push(Entry {
+            offset: r.offset,
+            len: r.data.len() as u64,
+            pre: r.base.map_or_else(|| hash_zeros(r.data.len() as u64), hash),
+            post: hash(r.data),
+        });
+    })?;
+    let w = ExportError::Write;
+    if enc.diff_format() == Format::DiffV2 {
+        let hashes_offset = enc.sink().hasher().bytes();
+        enc.extension(TAG_HASHES, &m.hashes_payload()).map_err(w)?;
+        let h = enc.sink().hasher();
+        let c = Checksum {
+            records: m.entries.len() as u64,
+            stream_bytes: h.bytes(),
+            hash: h.digest(),
+            hashes_offset,
+        };
+        enc.extension(TAG_CHECKSUM, &c.to_bytes()).map_err(w)?;
+        enc.end_diff().map_err(w)?;
+        m.checksum = Some(c);
+    } else {
+        enc.end_diff().map_err(w)?;
+        let h = enc.sink().hasher();
+        m.checksum = Some(Checksum {
+            records: m.entries.len() as u64,
+            stream_bytes: h.bytes(),
+            hash: h.digest(),
+            hashes_offset: 0,
+        });
+    }
+    Ok((stats, m))
+}
+
+mod undo;
+pub use undo::{UndoError, UndoRecorder};
 
 #[cfg(feature = "std")]
 mod file;

@@ -69,6 +69,7 @@ pub mod format;
 pub mod image;
 #[cfg(feature = "alloc")]
 pub mod inspect;
+pub mod integrity;
 #[cfg(feature = "alloc")]
 pub mod merge;
 #[cfg(feature = "alloc")]
@@ -76,7 +77,7 @@ pub mod pump;
 #[cfg(feature = "std")]
 pub mod reader;
 
-pub use decode::{Check, Config, Decoder, Event, FormatSet, Step, UnknownV1};
+pub use decode::{Check, Checkpoint, Config, Decoder, Event, FormatSet, Step, UnknownV1};
 pub use encode::{DiffHeader, EncodeError, Encoder, ImageHeader, Misuse, Sink};
 pub use error::{DecodeError, ErrorKind, Expected, Zone};
 pub use format::Format;

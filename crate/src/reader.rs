@@ -36,6 +36,9 @@ impl From<DecodeError> for ReadError {
     }
 }
 
+/// An event with its stream offset and the raw bytes consumed for it.
+pub type RawEvent<'a> = (u64, Event<'a>, &'a [u8]);
+
 /// A decoder reading from `R` through its own buffer.
 #[derive(Debug)]
 pub struct EventReader<R> {
@@ -68,6 +71,14 @@ impl<R: Read> EventReader<R> {
             limit: config.max_item_len().max(capacity),
             read_total: 0,
         }
+    }
+
+    /// Continue a stream from a checkpoint; `inner` must be positioned at
+    /// `cp.position`.
+    pub fn resume(inner: R, config: Config, cp: &crate::decode::Checkpoint) -> Self {
+        let mut r = Self::new(inner, config);
+        r.dec = Decoder::resume(config, cp);
+        r
     }
 
     /// The decoder (position, format, state).
@@ -116,12 +127,22 @@ impl<R: Read> EventReader<R> {
     /// The next event, or `None` once the stream is complete (bytes after
     /// the end are not read).
     pub fn next_event(&mut self) -> Result<Option<(u64, Event<'_>)>, ReadError> {
-        self.next_limited(usize::MAX)
+        Ok(self.next_inner(usize::MAX)?.map(|(o, e, _)| (o, e)))
+    }
+
+    /// Like [`next_event`](Self::next_event), also returning the raw bytes
+    /// the decoder consumed for the event (for checksums).
+    pub fn next_event_raw(&mut self) -> Result<Option<RawEvent<'_>>, ReadError> {
+        self.next_inner(usize::MAX)
     }
 
     /// Like [`next_event`](Self::next_event), but a `w` payload piece is at
     /// most `max` bytes (so a caller can take part of a record).
     pub fn next_limited(&mut self, max: usize) -> Result<Option<(u64, Event<'_>)>, ReadError> {
+        Ok(self.next_inner(max)?.map(|(o, e, _)| (o, e)))
+    }
+
+    fn next_inner(&mut self, max: usize) -> Result<Option<RawEvent<'_>>, ReadError> {
         if self.dec.is_done() {
             return Ok(None);
         }
@@ -146,17 +167,16 @@ impl<R: Read> EventReader<R> {
         let avail = self.end - self.start;
         let window = self.window(max, avail);
         let s = self.start;
-        match self
-            .dec
-            .decode(&self.buf[s..s + window], self.eof && window == avail)?
-        {
+        let eof = self.eof && window == avail;
+        let buf = &self.buf[..];
+        match self.dec.decode(&buf[s..s + window], eof)? {
             Step::Event {
                 offset,
                 consumed,
                 event,
             } => {
                 self.start = s + consumed;
-                Ok(Some((offset, event)))
+                Ok(Some((offset, event, &buf[s..s + consumed])))
             }
             Step::Done => Ok(None),
             Step::NeedMore(_) => unreachable!("probe said the input suffices"),

@@ -1,0 +1,340 @@
+//! The integrity extension at the codec level: sealed exports stay readable
+//! by rbd-compatible decoding, wrong bases are refused before any write,
+//! corrupt payloads are caught with their offset, undo and resume work.
+
+use rbdiff::image::{
+    Applier, BlockSink, ExportOptions, UndoRecorder, export_diff, export_diff_sealed,
+};
+use rbdiff::integrity::{
+    HashingSink, Manifest, StreamFault, StreamVerifier, VerifyError, read_tail, seal_stream,
+};
+use rbdiff::{Config, DiffHeader, Encoder, Event, EventReader, Format};
+use sha2::Digest;
+use std::io::Cursor;
+use std::path::Path;
+
+fn sha(b: &[u8]) -> String {
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// A 1 MiB base and a target with a few changes (data, zeroing, growth).
+fn images() -> (Vec<u8>, Vec<u8>) {
+    let mut base = vec![0u8; 1 << 20];
+    for (i, b) in base.iter_mut().enumerate().take(300_000) {
+        *b = (i % 251) as u8 + 1;
+    }
+    let mut target = base.clone();
+    target[1000..5000].fill(7);
+    target[70_000..140_000].fill(0);
+    target.resize((1 << 20) + 100_000, 0);
+    target[(1 << 20) + 10..(1 << 20) + 20].fill(9);
+    (base, target)
+}
+
+fn opts() -> ExportOptions {
+    ExportOptions {
+        object_size: 64 << 10,
+        ..ExportOptions::default()
+    }
+}
+
+/// Sealed export of `base -> target` in `format`: (stream bytes, manifest).
+fn sealed(format: Format, base: &[u8], target: &[u8]) -> (Vec<u8>, Manifest) {
+    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), format).unwrap();
+    let header = DiffHeader {
+        from: Some(b"a"),
+        to: Some(b"b"),
+        protected: Some(false),
+        size: None,
+    };
+    let (mut b, mut t) = (base.to_vec(), target.to_vec());
+    let (_, m) = export_diff_sealed(
+        Some(&mut b),
+        &mut t,
+        &header,
+        &opts(),
+        &mut enc,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let mut bytes = enc.finish().unwrap().into_inner();
+    if format == Format::DiffV1 {
+        bytes.extend_from_slice(&m.to_trailer());
+    }
+    (bytes, m)
+}
+
+fn plain(format: Format, base: &[u8], target: &[u8]) -> Vec<u8> {
+    let mut enc = Encoder::diff(Vec::new(), format).unwrap();
+    let header = DiffHeader {
+        from: Some(b"a"),
+        to: Some(b"b"),
+        protected: Some(false),
+        size: None,
+    };
+    let (mut b, mut t) = (base.to_vec(), target.to_vec());
+    export_diff(
+        Some(&mut b),
+        &mut t,
+        &header,
+        &opts(),
+        &mut enc,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    enc.finish().unwrap()
+}
+
+/// The events an rbd-compatible reader sees, ignoring what rbd skips.
+fn rbd_view(bytes: &[u8]) -> (Vec<String>, usize) {
+    let mut r = EventReader::new(bytes, Config::rbd_compatible());
+    let mut out = vec![];
+    let mut unknown = 0;
+    while let Some((_, ev)) = r.next_event().unwrap() {
+        match ev {
+            Event::Unknown { .. } => unknown += 1,
+            Event::UnknownData(_) | Event::Warning(_) => {}
+            Event::Data { bytes, .. } => out.push(format!("data {}", sha(bytes))),
+            e => out.push(format!("{e:?}")),
+        }
+    }
+    (out, unknown)
+}
+
+#[test]
+fn sealed_streams_read_like_plain_ones_in_rbd_compatible_mode() {
+    let (base, target) = images();
+    for format in [Format::DiffV1, Format::DiffV2] {
+        let (s, m) = sealed(format, &base, &target);
+        let p = plain(format, &base, &target);
+        let (sv, su) = rbd_view(&s);
+        let (pv, _) = rbd_view(&p);
+        assert_eq!(sv, pv, "{format}: same events as the plain diff");
+        match format {
+            // v2: exactly two extension records, skipped by their length.
+            Format::DiffV2 => {
+                assert_eq!(su, 2);
+                assert!(s.len() > p.len());
+                assert_eq!(s.last(), Some(&b'e'));
+            }
+            // v1: the plain diff is a prefix; nothing after its `e` is read.
+            _ => {
+                assert_eq!(su, 0);
+                assert_eq!(&s[..p.len()], &p[..]);
+            }
+        }
+        assert!(!m.entries.is_empty());
+        // Applying the sealed stream with rbd semantics gives the target.
+        let mut img = base.clone();
+        rbdiff::image::apply_stream(&s[..], &mut img, Config::rbd_compatible(), 4096).unwrap();
+        assert_eq!(img, target);
+    }
+}
+
+#[test]
+fn integrity_data_is_found_at_the_end_of_a_file() {
+    let (base, target) = images();
+    for format in [Format::DiffV1, Format::DiffV2] {
+        let (s, m) = sealed(format, &base, &target);
+        let found = read_tail(&mut Cursor::new(&s))
+            .unwrap()
+            .expect("integrity data");
+        assert_eq!(found.entries, m.entries);
+        assert_eq!(found.base_size, Some(base.len() as u64));
+        // A plain diff has none.
+        assert!(
+            read_tail(&mut Cursor::new(plain(format, &base, &target)))
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+fn verify_stream(bytes: &[u8], pre: Option<Manifest>) -> Result<Option<Manifest>, StreamFault> {
+    let mut v = StreamVerifier::new(pre);
+    let mut r = EventReader::new(bytes, Config::new());
+    while let Some((off, ev, raw)) = r.next_event_raw().unwrap() {
+        v.event(off, &ev, raw);
+    }
+    // v1: the trailer follows the `e`
+    let consumed = r.decoder().position() as usize;
+    v.trailing(&bytes[consumed..]);
+    v.finish()
+}
+
+#[test]
+fn clean_streams_verify_in_band_and_preloaded() {
+    let (base, target) = images();
+    for format in [Format::DiffV1, Format::DiffV2] {
+        let (s, m) = sealed(format, &base, &target);
+        assert_eq!(verify_stream(&s, None).unwrap().unwrap().entries, m.entries);
+        assert!(verify_stream(&s, Some(m.clone())).unwrap().is_some());
+    }
+}
+
+#[test]
+fn a_flipped_payload_bit_is_caught_at_its_record() {
+    let (base, target) = images();
+    for format in [Format::DiffV1, Format::DiffV2] {
+        let (mut s, m) = sealed(format, &base, &target);
+        // Find the second `w` record's payload and flip one bit in it.
+        let mut r = EventReader::new(&s[..], Config::new());
+        let mut writes = vec![];
+        while let Some((off, ev)) = r.next_event().unwrap() {
+            if let Event::Write { len, .. } = ev {
+                writes.push((off, len));
+            }
+        }
+        let (rec_at, _) = writes[1];
+        let header = if format == Format::DiffV2 { 25 } else { 17 };
+        let flip = rec_at as usize + header + 3;
+        s[flip] ^= 0x10;
+        for pre in [None, Some(m.clone())] {
+            match verify_stream(&s, pre) {
+                Err(StreamFault::Payload {
+                    stream_offset,
+                    index,
+                    ..
+                }) => {
+                    assert_eq!(stream_offset, rec_at, "{format}");
+                    assert_eq!(
+                        index,
+                        m.entries
+                            .iter()
+                            .position(|e| e.offset == m.entries[index].offset)
+                            .unwrap()
+                    );
+                }
+                other => panic!("{format}: expected a payload fault, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_base_is_refused_before_any_write() {
+    let (base, target) = images();
+    let (_, m) = sealed(Format::DiffV1, &base, &target);
+    // Change one byte inside a block the diff overwrites.
+    let first = m.entries[0];
+    let mut wrong = base.clone();
+    wrong[(first.offset + first.len / 2) as usize] ^= 1;
+    let before = sha(&wrong);
+    match m.check_base(&mut wrong) {
+        Err(VerifyError::Block {
+            index,
+            offset,
+            base: true,
+            ..
+        }) => {
+            assert_eq!(index, 0);
+            assert_eq!(offset, first.offset);
+        }
+        other => panic!("expected a base mismatch, got {other:?}"),
+    }
+    assert_eq!(sha(&wrong), before, "the check only reads");
+    // The right base passes, a different size does not.
+    m.check_base(&mut base.clone()).unwrap();
+    let mut short = base[..1000].to_vec();
+    assert!(matches!(
+        m.check_base(&mut short),
+        Err(VerifyError::Size { .. })
+    ));
+    // And the result check passes after applying.
+    let mut img = base.clone();
+    let (s, _) = sealed(Format::DiffV1, &base, &target);
+    rbdiff::image::apply_stream(&s[..], &mut img, Config::new(), 4096).unwrap();
+    m.check_result(&mut img, Some(target.len() as u64)).unwrap();
+}
+
+#[test]
+fn undo_restores_the_exact_previous_image() {
+    let (base, target) = images();
+    // Forward (grows) and backward (shrinks) diffs.
+    for (from, to) in [(&base, &target), (&target, &base)] {
+        let diff = plain(Format::DiffV1, from, to);
+        let mut img = from.clone();
+        let mut undo = UndoRecorder::new(Vec::new(), Format::DiffV1, img.len() as u64).unwrap();
+        let mut ap = Applier::new(4096);
+        let mut r = EventReader::new(&diff[..], Config::new());
+        while let Some((_, ev)) = r.next_event().unwrap() {
+            undo.before(&mut img, &ev).unwrap();
+            ap.event(&mut img, &ev).unwrap();
+        }
+        ap.finish(&mut img).unwrap();
+        assert_eq!(sha(&img), sha(to));
+        let undo = undo.finish().unwrap();
+        rbdiff::image::apply_stream(&undo[..], &mut img, Config::new(), 4096).unwrap();
+        assert_eq!(sha(&img), sha(from), "undo restores the previous sha256");
+    }
+}
+
+#[test]
+fn an_interrupted_apply_resumes_from_a_checkpoint() {
+    let (base, target) = images();
+    let (s, m) = sealed(Format::DiffV2, &base, &target);
+    let total = m.entries.len();
+    for stop_after in 0..total {
+        // First run: apply `stop_after` records, keep the last checkpoint.
+        let mut img = base.clone();
+        let mut ap = Applier::new(4096);
+        let mut r = EventReader::new(&s[..], Config::new());
+        let mut done = 0;
+        let mut cp = None;
+        while let Some((_, ev)) = r.next_event().unwrap() {
+            let is_rec = matches!(ev, Event::Write { .. } | Event::Zero { .. });
+            if is_rec && done == stop_after {
+                break;
+            }
+            ap.event(&mut img, &ev).unwrap();
+            if let Some(c) = r.decoder().checkpoint() {
+                cp = Some(c);
+            }
+            if is_rec {
+                done += 1;
+            }
+        }
+        ap.finish(&mut img).unwrap();
+        let cp = rbdiff::Checkpoint::from_bytes(&cp.unwrap().to_bytes()).unwrap();
+        // Second run: resume at the checkpoint without reading what was applied.
+        let rest = &s[cp.position as usize..];
+        let mut r = EventReader::resume(rest, Config::new(), &cp);
+        let mut ap = Applier::new(4096);
+        while let Some((_, ev)) = r.next_event().unwrap() {
+            ap.event(&mut img, &ev).unwrap();
+        }
+        ap.finish(&mut img).unwrap();
+        assert_eq!(img, target, "stopped after {stop_after} of {total}");
+        m.check_result(&mut img, Some(target.len() as u64)).unwrap();
+    }
+}
+
+#[test]
+fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rbd-16.2.15/basic-64k");
+    let d01 = std::fs::read(root.join("diff/0..s1.diff")).unwrap();
+    let d12 = std::fs::read(root.join("diff/s1..s2.diff")).unwrap();
+    let mut s1 = vec![];
+    rbdiff::image::apply_stream(&d01[..], &mut s1, Config::new(), 4096).unwrap();
+    let m = seal_stream(&d12[..], Some(&mut s1)).unwrap();
+    let sidecar = m.to_trailer();
+    let m = Manifest::from_trailer(&sidecar).unwrap();
+    m.check_base(&mut s1).unwrap();
+    assert!(verify_stream(&d12, Some(m.clone())).unwrap().is_some());
+    // The same sidecar refuses s1 with one byte changed in a block s1..s2 overwrites.
+    let mut wrong = s1.clone();
+    let e = m.entries[0];
+    wrong[e.offset as usize] ^= 0xff;
+    assert!(matches!(
+        m.check_base(&mut wrong),
+        Err(VerifyError::Block { index: 0, .. })
+    ));
+    // A sidecar of a diff from creation checks against zeros.
+    let m0 = seal_stream(&d01[..], None::<&mut Vec<u8>>).unwrap();
+    m0.check_base(&mut vec![0u8; 4 << 20]).unwrap();
+    let mut applied = vec![0u8; 4 << 20];
+    rbdiff::image::apply_stream(&d01[..], &mut applied, Config::new(), 4096).unwrap();
+    m0.check_result(&mut applied, Some(4 << 20)).unwrap();
+    assert!(applied.size() > 0);
+}
