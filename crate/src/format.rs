@@ -117,3 +117,41 @@ pub(crate) fn le32(b: &[u8]) -> u32 {
     a.copy_from_slice(&b[..4]);
     u32::from_le_bytes(a)
 }
+
+/// rbd image feature bits and their names (librbd `RBD_FEATURE_*`).
+pub const FEATURES: &[(u64, &str)] = &[
+    (1, "layering"),
+    (2, "striping"),
+    (4, "exclusive-lock"),
+    (8, "object-map"),
+    (16, "fast-diff"),
+    (32, "deep-flatten"),
+    (64, "journaling"),
+    (128, "data-pool"),
+    (256, "operations"),
+    (512, "migrating"),
+    (1024, "non-primary"),
+];
+
+/// The bit of a feature name, as rbd spells it (`layering`, `exclusive-lock`, …).
+pub fn feature_bit(name: &str) -> Option<u64> {
+    FEATURES.iter().find(|&&(_, n)| n == name).map(|&(b, _)| b)
+}
+
+/// Names of the feature bits set in `bits`; unknown bits as one hex value.
+#[cfg(feature = "alloc")]
+pub fn feature_names(bits: u64) -> alloc::vec::Vec<alloc::string::String> {
+    use alloc::string::ToString;
+    let mut out = alloc::vec::Vec::new();
+    let mut rest = bits;
+    for &(bit, name) in FEATURES {
+        if bits & bit != 0 {
+            out.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        out.push(alloc::format!("{rest:#x}"));
+    }
+    out
+}

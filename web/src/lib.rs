@@ -17,36 +17,7 @@ mod wasm;
 
 pub use session::{Session, SessionOptions};
 
-/// rbd image feature bits (librbd `RBD_FEATURE_*`).
-pub const FEATURES: &[(u64, &str)] = &[
-    (1, "layering"),
-    (2, "striping"),
-    (4, "exclusive-lock"),
-    (8, "object-map"),
-    (16, "fast-diff"),
-    (32, "deep-flatten"),
-    (64, "journaling"),
-    (128, "data-pool"),
-    (256, "operations"),
-    (512, "migrating"),
-    (1024, "non-primary"),
-];
-
-/// Names of the feature bits set in `bits`; unknown bits as hex.
-pub fn feature_names(bits: u64) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = bits;
-    for &(bit, name) in FEATURES {
-        if bits & bit != 0 {
-            out.push(name.to_string());
-            rest &= !bit;
-        }
-    }
-    if rest != 0 {
-        out.push(format!("{rest:#x}"));
-    }
-    out
-}
+pub use rbdiff::format::{FEATURES, feature_names};
 
 #[cfg(test)]
 mod tests {
