@@ -4,6 +4,7 @@
 use crate::decode::Event;
 use crate::error::{DecodeError, ErrorKind};
 use crate::format::Format;
+use crate::integrity::StreamVerifier;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -150,6 +151,24 @@ pub struct DiffSummary {
     pub records: Vec<RecordSummary>,
     /// More records exist than were kept.
     pub records_truncated: bool,
+    /// The rbdiff integrity data the diff carries (`H`/`K` records, or a v1
+    /// trailer), checked against the stream; only with [`Inspector::event_raw`].
+    pub integrity: Option<IntegritySummary>,
+}
+
+/// What the integrity extension of a diff says, and whether the stream
+/// matches it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct IntegritySummary {
+    /// Records listed.
+    pub entries: u64,
+    /// Base image size recorded, if any.
+    pub base_size: Option<u64>,
+    /// The stream matches: payload hashes, record list, count and checksum.
+    pub ok: bool,
+    /// What does not match.
+    pub fault: Option<String>,
 }
 
 /// What a stream holds.
@@ -189,6 +208,7 @@ pub struct Inspector {
     prev: Option<(u64, u64)>,
     write_zero: bool,
     done: bool,
+    verifier: Option<StreamVerifier>,
 }
 
 impl Inspector {
@@ -247,6 +267,50 @@ impl Inspector {
         if self.write_zero {
             self.diff().w_all_zero_records += 1;
             self.write_zero = false;
+        }
+    }
+
+    /// Feed one event with the raw bytes the decoder consumed for it
+    /// ([`crate::Pump::feed_raw`], [`crate::EventReader::next_event_raw`]):
+    /// this also checks the rbdiff integrity data a diff carries.
+    pub fn event_raw(&mut self, offset: u64, ev: &Event<'_>, raw: &[u8]) {
+        if matches!(
+            ev,
+            Event::Banner(Format::DiffV1 | Format::DiffV2) | Event::DiffBegin { .. }
+        ) {
+            self.verifier = Some(StreamVerifier::new(None));
+        }
+        if let Some(v) = self.verifier.as_mut() {
+            v.event(offset, ev, raw);
+        }
+        let v2_end = matches!(ev, Event::DiffEnd) && self.s.format != Some(Format::DiffV1);
+        self.event(offset, ev);
+        if v2_end {
+            self.close_integrity();
+        }
+    }
+
+    fn close_integrity(&mut self) {
+        let Some(v) = self.verifier.take() else {
+            return;
+        };
+        let summary = match (v.carried().cloned(), v.finish()) {
+            (_, Ok(Some(m))) => Some(IntegritySummary {
+                entries: m.entries.len() as u64,
+                base_size: m.base_size,
+                ok: true,
+                fault: None,
+            }),
+            (_, Ok(None)) => None,
+            (m, Err(f)) => Some(IntegritySummary {
+                entries: m.as_ref().map_or(0, |m| m.entries.len() as u64),
+                base_size: m.and_then(|m| m.base_size),
+                ok: false,
+                fault: Some(f.to_string()),
+            }),
+        };
+        if let Some(d) = self.s.diffs.last_mut() {
+            d.integrity = summary;
         }
     }
 
@@ -365,6 +429,10 @@ impl Inspector {
     /// The summary. `stream_bytes` is the number of bytes read.
     pub fn finish(mut self, stream_bytes: u64) -> Summary {
         self.close_w();
+        if self.s.error.is_none() {
+            // v1: the trailer (if any) came as trailing bytes after the `e`.
+            self.close_integrity();
+        }
         if let Some(mut d) = self.cur.take() {
             d.stream_bytes = stream_bytes.saturating_sub(d.stream_offset);
             self.s.diffs.push(d);

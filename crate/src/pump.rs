@@ -65,14 +65,23 @@ impl Pump {
 
     /// Feed the next chunk; `eof` says it is the last one. Calls `on(offset,
     /// event)` for every event. Returns `true` once the stream is complete.
-    pub fn feed<E, F>(
+    pub fn feed<E, F>(&mut self, chunk: &[u8], eof: bool, mut on: F) -> Result<bool, PumpError<E>>
+    where
+        F: FnMut(u64, Event<'_>) -> Result<(), E>,
+    {
+        self.feed_raw(chunk, eof, |offset, event, _| on(offset, event))
+    }
+
+    /// Like [`feed`](Self::feed), also handing `on` the raw bytes the decoder
+    /// consumed for each event (for checksums and header lengths).
+    pub fn feed_raw<E, F>(
         &mut self,
         mut chunk: &[u8],
         eof: bool,
         mut on: F,
     ) -> Result<bool, PumpError<E>>
     where
-        F: FnMut(u64, Event<'_>) -> Result<(), E>,
+        F: FnMut(u64, Event<'_>, &[u8]) -> Result<(), E>,
     {
         loop {
             if !self.buf.is_empty() {
@@ -96,7 +105,7 @@ impl Pump {
                         consumed,
                         event,
                     } => {
-                        on(offset, event).map_err(PumpError::Handler)?;
+                        on(offset, event, &self.buf[..consumed]).map_err(PumpError::Handler)?;
                         self.buf.drain(..consumed);
                     }
                     Step::Done => unreachable!("decoder reports Done only on empty input"),
@@ -112,7 +121,7 @@ impl Pump {
                         consumed,
                         event,
                     } => {
-                        on(offset, event).map_err(PumpError::Handler)?;
+                        on(offset, event, &chunk[..consumed]).map_err(PumpError::Handler)?;
                         chunk = &chunk[consumed..];
                     }
                     Step::Done => {

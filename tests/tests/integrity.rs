@@ -338,3 +338,42 @@ fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
     m0.check_result(&mut applied, Some(4 << 20)).unwrap();
     assert!(applied.size() > 0);
 }
+
+#[test]
+fn the_inspector_reports_and_checks_carried_integrity_data() {
+    use rbdiff::inspect::{InspectOptions, Inspector};
+    let (base, target) = images();
+    for format in [Format::DiffV1, Format::DiffV2] {
+        let (s, m) = sealed(format, &base, &target);
+        let inspect = |bytes: &[u8]| {
+            let mut ins = Inspector::new(InspectOptions::default());
+            let mut pump = rbdiff::Pump::new(rbdiff::Decoder::new(Config::new()));
+            pump.feed_raw::<(), _>(bytes, true, |o, ev, raw| {
+                ins.event_raw(o, &ev, raw);
+                Ok(())
+            })
+            .unwrap();
+            ins.done();
+            ins.finish(bytes.len() as u64)
+        };
+        let sum = inspect(&s);
+        let integ = sum.diffs[0].integrity.clone().expect("integrity found");
+        assert!(integ.ok, "{format}: {:?}", integ.fault);
+        assert_eq!(integ.entries, m.entries.len() as u64);
+        assert_eq!(integ.base_size, Some(base.len() as u64));
+        // A plain diff has none; a corrupted one is flagged.
+        assert!(
+            inspect(&plain(format, &base, &target)).diffs[0]
+                .integrity
+                .is_none()
+        );
+        let mut bad = s.clone();
+        let at = s.len() / 3;
+        bad[at] ^= 0x01;
+        let sum = inspect(&bad);
+        if sum.error.is_none() {
+            let integ = sum.diffs[0].integrity.clone().expect("integrity found");
+            assert!(!integ.ok, "{format}: corruption at {at} not flagged");
+        }
+    }
+}

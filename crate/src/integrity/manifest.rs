@@ -488,7 +488,7 @@ impl StreamVerifier {
                 return;
             }
             Event::Trailing(b) => {
-                self.trailer.extend_from_slice(b);
+                self.trailing(b);
                 return;
             }
             _ => {}
@@ -499,6 +499,12 @@ impl StreamVerifier {
     /// Feed bytes that follow the `e` of a v1 stream (its trailer), when they
     /// are not decoded as [`Event::Trailing`].
     pub fn trailing(&mut self, b: &[u8]) {
+        // A trailer is bounded; more trailing bytes than that are not one.
+        if (self.trailer.len() + b.len()) as u64 > MAX_MANIFEST_BYTES + FOOTER_LEN as u64 {
+            self.fail(StreamFault::Malformed(IntegrityError::Truncated));
+            self.trailer.clear();
+            return;
+        }
         self.trailer.extend_from_slice(b);
     }
 
