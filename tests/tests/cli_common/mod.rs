@@ -177,12 +177,19 @@ impl Cli {
                 c
             }
         };
-        c.current_dir(&self.dir).env_remove("RBDIFF_STORE").args(["--store", "store"]).args(args);
+        c.current_dir(&self.dir)
+            .env_remove("RBDIFF_STORE")
+            .args(["--store", "store"])
+            .args(args);
         c
     }
 
     pub fn run(&self, args: &[&str]) -> Out {
-        self.command(args).stdin(Stdio::null()).output().expect("spawn").into()
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn")
+            .into()
     }
 
     /// Run with stdin from a host file.
@@ -193,15 +200,28 @@ impl Cli {
 
     pub fn ok(&self, args: &[&str]) -> Out {
         let o = self.run(args);
-        assert_eq!(o.code, 0, "rbdiff {args:?} failed ({}): {}", o.code, o.stderr);
+        assert_eq!(
+            o.code, 0,
+            "rbdiff {args:?} failed ({}): {}",
+            o.code, o.stderr
+        );
         o
     }
 
     /// `a | b`: returns both results.
     pub fn pipe(&self, a: &[&str], b: &[&str]) -> (Out, Out) {
-        let mut first: Child = self.command(a).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("spawn");
+        let mut first: Child = self
+            .command(a)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
         let out = first.stdout.take().expect("stdout");
-        let second = self.command(b).stdin(Stdio::from(out)).output().expect("spawn");
+        let second = self
+            .command(b)
+            .stdin(Stdio::from(out))
+            .output()
+            .expect("spawn");
         let first = first.wait_with_output().expect("wait");
         (first.into(), second.into())
     }
@@ -234,7 +254,8 @@ impl Drop for Cli {
 /// A case manifest.
 pub fn manifest(case: &str) -> serde_json::Value {
     let p = fixtures().join(case).join("manifest.json");
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("json")
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("json")
 }
 
 /// The real-image cases (snapshots made by rbd on a live image).
@@ -260,5 +281,9 @@ pub fn image_of(m: &serde_json::Value) -> (String, u64, Vec<String>) {
         .iter()
         .map(|s| s["name"].as_str().expect("name").to_string())
         .collect();
-    (name.clone(), img["object_size"].as_u64().expect("object_size"), snaps)
+    (
+        name.clone(),
+        img["object_size"].as_u64().expect("object_size"),
+        snaps,
+    )
 }

@@ -23,7 +23,8 @@ The image must not exist; its name defaults to the file's base name. Format 1
 writes only non-zero --sparse-size chunks (a new image reads as zeros).
 Format 2 recreates order, features, stripe unit/count (unless given on the
 command line), image-meta, and every snapshot, then HEAD; on failure the
-partial image is removed.";
+partial image is removed unless snapshots were already created (as rbd,
+whose cleanup cannot remove an image with snapshots).";
 
 /// Import image from file.
 #[derive(clap::Args, Debug)]
@@ -249,7 +250,11 @@ fn import_v2(
         Err(PumpFail::Other(f)) => f,
     };
     let code = fail.code;
-    let _ = img.remove();
+    // rbd removes the partial image, which fails (silently) once snapshots
+    // were created: then the image stays, with the snapshots completed.
+    if img.meta.snapshots.is_empty() {
+        let _ = img.remove();
+    }
     Err(fail
         .then(format!("rbd: import-diff failed: {}", errstr(code)))
         .then("rbd: failed to import image"))
