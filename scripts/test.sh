@@ -19,6 +19,8 @@ bash scripts/setup.sh
 step "format and lints"
 cargo fmt --all --check
 cargo clippy -q --all-targets -- -D warnings
+cargo clippy -q -p rbdiff-web --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -q -p rbdiff-component --target wasm32-wasip2 -- -D warnings
 
 step "no_std proof"
 cargo check -q -p rbdiff --no-default-features --target x86_64-unknown-none
@@ -42,7 +44,7 @@ text = open(sys.argv[1], errors="replace").read()
 passed = failed = 0
 for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
     passed += int(p); failed += int(f)
-for kind, n in re.findall(r"^# (pass|fail) (\d+)$", text, re.M):   # node --test
+for kind, n in re.findall(r"^(?:#|\u2139) (pass|fail) (\d+)$", text, re.M):   # node --test (tap, spec)
     if kind == "pass": passed += int(n)
     else: failed += int(n)
 for m in re.finditer(r"^=+ (.*) in [\d.]+s", text, re.M):          # pytest

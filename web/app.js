@@ -249,6 +249,13 @@ async function renderCards() {
     ...kv('unknown', 'unknown records', s ? fmtInt(s.unknown_records) : '…'),
   ]));
   const multi = s?.diffs?.length > 1;
+  // rbdiff integrity extension (docs/integrity.md): checked by the wasm inspector.
+  function integrityText(i) {
+    if (!i) return '— (none: no base check possible)';
+    if (i.ok) return `verified: ${fmtInt(i.entries)} record hashes + stream checksum` +
+      (i.base_size == null ? '' : `, base ${fmtInt(i.base_size)} B`);
+    return `MISMATCH: ${i.fault}`;
+  }
   if (d || !s) {
     cards.push(card(multi ? `Header · diff #${d.index}` : 'Header', d ? [
       ...kv('from', 'from snapshot', snapName(d.from_snap, '— (image creation)')),
@@ -256,6 +263,7 @@ async function renderCards() {
       ...kv('size', 'image size', bytesBoth(d.size)),
       ...kv('protected', 'protected', d.protected == null ? '— (no p record)' : d.protected ? 'yes' : 'no'),
       ...kv('header_tags', 'header records', d.header_tags.join(' ') || '—'),
+      ...kv('integrity', 'integrity', integrityText(d.integrity)),
     ] : [el('dd', { class: 'muted', text: 'reading…' })]));
     const src = d ?? live ?? {};
     const flags = d ? [

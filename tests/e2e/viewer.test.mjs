@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync, closeSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync, writeFileSync, closeSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -239,6 +239,41 @@ test('a corrupt file shows the exact stream offset and the codec error, table sc
   assert.equal(await page.textContent('#v-verdict'), 'INVALID');
   assert.ok((await page.textContent('#v-error-text')).startsWith('unexpected end of stream'));
   assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test('integrity data carried by a diff is checked and shown; a flipped bit is flagged', async () => {
+  const page = await openPage();
+  // tests/data/sealed-*.diff: basic-64k s1 -> s2 exported with the integrity extension
+  // (docs/integrity.md), written and checked by tests/tests/integrity.rs.
+  for (const v of ['v1', 'v2']) {
+    const name = `sealed-s1..s2.${v}.diff`;
+    const path = join(ROOT, 'tests/data', name);
+    await page.setInputFiles('#file-input', path);
+    await waitDecoded(page, name);
+    await selectFile(page, name);
+    assert.equal(await page.textContent('#v-verdict'), 'VALID', name);
+    const text = await field(page, 'integrity');
+    assert.match(text, /^verified: \d+ record hashes \+ stream checksum, base 4,194,304 B$/, `${name}: ${text}`);
+    // Flip one payload bit: the stream still decodes, the integrity check fails.
+    const bytes = readFileSync(path);
+    const bad = Buffer.from(bytes);
+    const at = bytes.indexOf(Buffer.from('s2')) + 40; // inside the first records
+    bad[at] ^= 0x04;
+    const badPath = join(tmp, `flipped-${name}`);
+    writeFileSync(badPath, bad);
+    await page.setInputFiles('#file-input', badPath);
+    await waitDecoded(page, `flipped-${name}`);
+    await selectFile(page, `flipped-${name}`);
+    if (await page.textContent('#v-verdict') === 'VALID') {
+      assert.match(await field(page, 'integrity'), /^MISMATCH: /, `flipped ${name}`);
+    }
+  }
+  // A plain rbd diff carries none.
+  await page.setInputFiles('#file-input', join(CORPUS, 'basic-64k/diff/s1..s2.diff'));
+  await waitDecoded(page, 's1..s2.diff');
+  await selectFile(page, 's1..s2.diff');
+  assert.match(await field(page, 'integrity'), /^— \(none/);
   await page.close();
 });
 

@@ -2,6 +2,9 @@
 //! by rbd-compatible decoding, wrong bases are refused before any write,
 //! corrupt payloads are caught with their offset, undo and resume work.
 
+// Test images are a few MiB: offsets always fit in usize.
+#![allow(clippy::cast_possible_truncation)]
+
 use rbdiff::image::{
     Applier, BlockSink, ExportOptions, UndoRecorder, export_diff, export_diff_sealed,
 };
@@ -375,5 +378,68 @@ fn the_inspector_reports_and_checks_carried_integrity_data() {
             let integ = sum.diffs[0].integrity.clone().expect("integrity found");
             assert!(!integ.ok, "{format}: corruption at {at} not flagged");
         }
+    }
+}
+
+/// Golden sealed samples (used by the browser and component tests): the
+/// basic-64k s1 -> s2 change exported with integrity data, v1 and v2.
+/// Written when missing; must stay byte-identical otherwise.
+#[test]
+fn golden_sealed_samples_are_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = root.join("../../shared/fixtures/rbd-16.2.15/basic-64k/diff");
+    let mut s1 = vec![];
+    let mut s2 = vec![];
+    for (img, diffs) in [
+        (&mut s1, &["0..s1.diff"][..]),
+        (&mut s2, &["0..s1.diff", "s1..s2.diff"][..]),
+    ] {
+        for d in diffs {
+            let f = std::fs::File::open(corpus.join(d)).unwrap();
+            rbdiff::image::apply_stream(f, img, Config::new(), 4096).unwrap();
+        }
+    }
+    for (format, name) in [
+        (Format::DiffV1, "sealed-s1..s2.v1.diff"),
+        (Format::DiffV2, "sealed-s1..s2.v2.diff"),
+    ] {
+        let mut enc = Encoder::diff(HashingSink::new(Vec::new()), format).unwrap();
+        let header = DiffHeader {
+            from: Some(b"s1"),
+            to: Some(b"s2"),
+            protected: Some(false),
+            size: None,
+        };
+        let opts = ExportOptions {
+            object_size: 64 << 10,
+            ..ExportOptions::default()
+        };
+        let (mut a, mut b) = (s1.clone(), s2.clone());
+        let (_, m) = export_diff_sealed(
+            Some(&mut a),
+            &mut b,
+            &header,
+            &opts,
+            &mut enc,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let mut bytes = enc.finish().unwrap().into_inner();
+        if format == Format::DiffV1 {
+            bytes.extend_from_slice(&m.to_trailer());
+        }
+        let path = root.join("data").join(name);
+        match std::fs::read(&path) {
+            Ok(old) => assert!(
+                old == bytes,
+                "{name} is stale: delete it and re-run to regenerate"
+            ),
+            Err(_) => std::fs::write(&path, &bytes).unwrap(),
+        }
+        // It applies to s1 and gives s2, verified.
+        let mut img = s1.clone();
+        m.check_base(&mut img).unwrap();
+        rbdiff::image::apply_stream(&bytes[..], &mut img, Config::new(), 4096).unwrap();
+        assert_eq!(img, s2);
     }
 }

@@ -218,11 +218,11 @@ impl Session {
         let dropped = &mut self.rows_dropped;
         let live = &mut self.live;
         let max_rows = self.opts.max_rows;
-        let r = self.pump.feed(chunk, eof, |at, ev| {
+        let r = self.pump.feed_raw(chunk, eof, |at, ev, raw| {
             if let Some(row) = pending.take() {
                 rows.head[row] = u8::try_from(at - rows.at[row]).unwrap_or(u8::MAX);
             }
-            insp.event(at, &ev);
+            insp.event_raw(at, &ev, raw);
             let rec = match ev {
                 Event::Banner(f) => {
                     live.format = Some(f.name());
