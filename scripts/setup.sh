@@ -34,6 +34,11 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WB_VER" ]; then
   cargo install -q wasm-bindgen-cli --version "$WB_VER"
 fi
 
+if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "0.13.2" ]; then
+  log "cargo install cargo-fuzz 0.13.2 (a minute or two, once)"
+  cargo install -q --locked cargo-fuzz --version 0.13.2 || cargo install -q cargo-fuzz --version 0.13.2
+fi
+
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "apt-get install chromium chromium-driver"
   export DEBIAN_FRONTEND=noninteractive

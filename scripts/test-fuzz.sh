@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the cargo-fuzz targets (decode, decode_chunked, merge) and runs each
+# for a short smoke run (FUZZ_SECS, default 20 s) seeded with small real rbd
+# streams. Longer campaigns: SECS=600 fuzz/run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo-fuzz >/dev/null || bash scripts/setup.sh
+export RUSTC_BOOTSTRAP=1
+(cd fuzz && cargo fuzz build -O)
+SECS="${FUZZ_SECS:-20}" bash fuzz/run.sh
