@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null || bash scripts/setup.sh
 export RUSTC_BOOTSTRAP=1
+unset CARGO_TARGET_DIR   # cargo-fuzz builds and runs from fuzz/target
 (cd fuzz && cargo fuzz build -O)
 SECS="${FUZZ_SECS:-20}" bash fuzz/run.sh
