@@ -258,6 +258,12 @@ fn diff_summary(d: &inspect::DiffSummary) -> wit::DiffSummary {
             })
             .collect(),
         records_truncated: d.records_truncated,
+        integrity: d.integrity.as_ref().map(|i| wit::IntegritySummary {
+            entries: i.entries,
+            base_size: i.base_size,
+            ok: i.ok,
+            fault: i.fault.clone(),
+        }),
     }
 }
 

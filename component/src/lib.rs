@@ -93,11 +93,12 @@ impl DecodeState {
             return Err(e);
         }
         let insp = &mut self.insp;
-        let r = self.pump.feed(
+        let r = self.pump.feed_raw(
             chunk,
             eof,
-            |offset, ev| -> Result<(), core::convert::Infallible> {
-                insp.event(offset, &ev);
+            |offset, ev, raw| -> Result<(), core::convert::Infallible> {
+                // `event_raw` also checks rbdiff's integrity data, if any.
+                insp.event_raw(offset, &ev, raw);
                 out.push(offset, &ev);
                 Ok(())
             },

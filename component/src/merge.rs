@@ -312,6 +312,11 @@ impl PushMerge {
         }
     }
 
+    /// Bytes held: pushed but not decoded yet, plus output not pulled yet.
+    pub fn held_bytes(&self) -> usize {
+        self.inputs.iter().map(|i| i.buf.len()).sum::<usize>() + self.buffered()
+    }
+
     /// Size of the merged image, once the headers are read.
     pub fn size(&self) -> Option<u64> {
         self.size
