@@ -226,10 +226,13 @@ fn store_chain_and_export_diff(c: &Cli) {
             }
         }
     }
+    eprintln!(
+        "{pairs} export-diff pairs re-applied, {whole_same} whole-object diffs byte-identical to rbd's"
+    );
     assert!(pairs >= 35, "{pairs} pairs");
     assert!(
-        whole_same >= 10,
-        "only {whole_same} whole-object diffs comparable"
+        whole_same >= 30,
+        "only {whole_same} whole-object diffs byte-identical"
     );
 }
 

@@ -448,7 +448,13 @@ fn help_and_usage(c: &Cli) {
         );
     }
     assert!(c.ok(&["--help"]).text().contains("Examples"));
-    assert_eq!(c.run(&["export-diff"]).code, 1);
+    assert_eq!(c.run(&["export-diff", "--bogus"]).code, 1);
+    // a missing image is rbd's EINVAL, not a usage error
+    let o = c.run(&["export-diff"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (22, "rbd: image name was not specified\n")
+    );
     assert_eq!(c.run(&["no-such-command"]).code, 1);
     assert_eq!(c.run(&["import", "--export-format", "3", "x", "y"]).code, 1);
 }
@@ -473,3 +479,53 @@ both!(
     help_and_usage,
     sandboxed
 );
+
+/// rbd's option spellings: -p/--pool, --image, --snap, --path.
+fn rbd_option_spellings(c: &Cli) {
+    c.ok(&["create", "--size", "0", "pp/img"]);
+    c.ok(&[
+        "import-diff",
+        "--no-progress",
+        "--path",
+        &c.fx("basic-64k/diff/0..s1.diff"),
+        "--pool",
+        "pp",
+        "--image",
+        "img",
+    ]);
+    c.ok(&[
+        "export-diff",
+        "--no-progress",
+        "-p",
+        "pp",
+        "--image",
+        "img",
+        "--snap",
+        "s1",
+        "--path",
+        "o.diff",
+    ]);
+    c.ok(&["export-diff", "--no-progress", "pp/img@s1", "o2.diff"]);
+    assert!(
+        c.read("o.diff") == c.read("o2.diff"),
+        "--pool/--image/--snap/--path name the same export"
+    );
+    let j = c
+        .ok(&[
+            "diff", "-p", "pp", "--image", "img", "--snap", "s1", "--format", "json",
+        ])
+        .text();
+    assert!(j.starts_with("[{\"offset\":"), "{j}");
+    assert_eq!(
+        c.run(&["export-diff", "pp/img@s1", "x.diff", "extra"]).code,
+        1
+    );
+    assert_eq!(
+        c.run(&["export-diff", "--image", "img", "-p", "pp", "--snap", "s1"])
+            .code,
+        22,
+        "missing path"
+    );
+}
+
+both!(rbd_option_spellings);

@@ -30,7 +30,10 @@ data and 'z' records are zero.";
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Image or snapshot ([pool/]image[@snap]), a raw file, or a diff file ('-' = stdin diff).
-    pub image: String,
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub names: super::RbdNames,
     /// Snapshot starting point.
     #[arg(long)]
     pub from_snap: Option<String>,
@@ -279,10 +282,12 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let ext = if a.image == "-" {
+    let v = a.names.resolve(&[&a.image], &[super::Role::Image])?;
+    let image = super::required(v[0].clone(), "image name")?;
+    let ext = if image == "-" {
         from_stream("-")?.unwrap_or_default()
     } else {
-        match Target::parse(&a.image)? {
+        match Target::parse(&image)? {
             Target::Raw(p) => {
                 let ps = p.to_string_lossy().into_owned();
                 match from_stream(&ps)? {

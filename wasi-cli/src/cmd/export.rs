@@ -29,9 +29,13 @@ The output is created exclusively (rc 17 if it exists).";
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Source image or snapshot ([pool/]image[@snap]), or a raw file (format 1).
-    pub source: String,
+    #[arg(value_name = "SOURCE")]
+    pub source: Option<String>,
     /// Export file ('-' for stdout).
-    pub path: String,
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub names: super::RbdNames,
     /// Snapshot name.
     #[arg(long)]
     pub snap: Option<String>,
@@ -112,7 +116,13 @@ fn export_raw(src: &mut Dev, out: &mut Output, prog: &mut Progress) -> std::io::
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
-    let target = Target::parse(&a.source)?;
+    let v = a.names.resolve(
+        &[&a.source, &a.path],
+        &[super::Role::Image, super::Role::Path],
+    )?;
+    let source = super::required(v[0].clone(), "image name")?;
+    let out_path = super::required(v[1].clone(), "path")?;
+    let target = Target::parse(&source)?;
     let mut prog = Progress::new("Exporting image", a.progress);
     if a.export_format == "1" {
         let path = match &target {
@@ -123,7 +133,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             }
         };
         let mut src = Dev::open_ro(&path).map_err(|e| err(io_errno(&e)))?;
-        let mut out = Output::create(&a.path).map_err(|e| err(io_errno(&e)))?;
+        let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
         match export_raw(&mut src, &mut out, &mut prog).and_then(|()| out.commit()) {
             Ok(()) => {
                 prog.finish(true);
@@ -155,7 +165,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         stripe_count: m.stripe_count,
         meta: &meta,
     };
-    let mut out = Output::create(&a.path).map_err(|e| err(io_errno(&e)))?;
+    let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
     let opts = ExportOptions {
         object_size: m.object_size(),
         whole_object: false,

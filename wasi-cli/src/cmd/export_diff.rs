@@ -33,9 +33,13 @@ and all-zero extents are written as 'z' records, as rbd does.
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Source image or snapshot ([pool/]image[@snap]), or a raw file.
-    pub source: String,
+    #[arg(value_name = "SOURCE")]
+    pub source: Option<String>,
     /// Export file ('-' for stdout).
-    pub path: String,
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub names: super::RbdNames,
     /// Snapshot starting point.
     #[arg(long)]
     pub from_snap: Option<String>,
@@ -74,7 +78,13 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     } else {
         Format::DiffV1
     };
-    let target = Target::parse(&a.source)?;
+    let v = a.names.resolve(
+        &[&a.source, &a.path],
+        &[super::Role::Image, super::Role::Path],
+    )?;
+    let source = super::required(v[0].clone(), "image name")?;
+    let out_path = super::required(v[1].clone(), "path")?;
+    let target = Target::parse(&source)?;
     // Resolve the two endpoints to files, the names and the object size.
     let (from_path, to_path, from_name, to_name, protected, object_size) = match &target {
         Target::Raw(p) => {
@@ -133,7 +143,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         Some(p) => Some(open(p)?),
         None => None,
     };
-    let mut out = Output::create(&a.path).map_err(|e| err(io_errno(&e)))?;
+    let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
     let mut prog = Progress::new("Exporting image", a.progress);
     let header = DiffHeader {
         from: from_name.as_deref().map(str::as_bytes),

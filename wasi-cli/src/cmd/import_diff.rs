@@ -31,9 +31,13 @@ record; --rbd-compat accepts v1 only, as rbd does.";
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Diff file ('-' for stdin).
-    pub path: String,
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
     /// [pool/]image in the store, or a raw image file.
-    pub image: String,
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub names: super::RbdNames,
     /// Sparse size in B/K/M [default: 4K].
     #[arg(long, value_parser = size::bytes, default_value = "4K")]
     pub sparse_size: u64,
@@ -221,8 +225,16 @@ pub enum PumpFail {
     Other(Fail),
 }
 
-pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
-    let target = Target::parse(&a.image)?;
+pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
+    let v = a.names.resolve(
+        &[&a.path, &a.image],
+        &[super::Role::Path, super::Role::Image],
+    )?;
+    let [path, image] = [v[0].clone(), v[1].clone()];
+    let path = super::required(path, "path")?;
+    let image = super::required(image, "image name")?;
+    a.path = Some(path.clone());
+    let target = Target::parse(&image)?;
     let mut img_holder;
     let dest = match &target {
         Target::Raw(p) => Dest::Raw(Dev::open_rw(p).map_err(|e| {
@@ -259,10 +271,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         f.then(format!("rbd: import-diff failed: {}", errstr(code)))
             .into()
     };
-    let input = open_input(&a.path).map_err(|e| {
+    let input = open_input(&path).map_err(|e| {
         fin(Fail::new(
             io_errno(&e),
-            format!("rbd: error opening {}", a.path),
+            format!("rbd: error opening {path}"),
         ))
     })?;
     let formats = if a.rbd_compat {
@@ -273,7 +285,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let mut reader = EventReader::new(input, Config::rbd_compatible().with_formats(formats));
     let mut imp = Importer::new(dest, a.sparse_size);
     let mut prog = Progress::new("Importing image diff", a.progress);
-    match pump(&mut reader, &mut imp, &mut prog, input_len(&a.path)) {
+    match pump(&mut reader, &mut imp, &mut prog, input_len(&path)) {
         Ok(()) => {
             prog.finish(true);
             Ok(())

@@ -120,6 +120,9 @@ pub fn rbd_lines(e: &MergeStreamError) -> Fail {
             format!("rbd: failed to read {who} diff: {io}"),
         ),
         (MergeErrorKind::NoInputs, _) => Fail::new(EINVAL, "rbd: first diff was not specified"),
+        // kinds added to the engine later (e.g. driver misuse)
+        #[allow(unreachable_patterns)]
+        _ => Fail::new(crate::errors::EIO, format!("rbd: merge-diff: {e}")),
     }
 }
 

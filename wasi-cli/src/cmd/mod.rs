@@ -259,3 +259,65 @@ pub fn read_chunks(
         f(&buf[..n])?;
     }
 }
+
+/// rbd's alternative spellings of the positional arguments: `-p/--pool`,
+/// `--image`, `--path` (so rbd command lines work unchanged).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct RbdNames {
+    /// Pool name (instead of the pool/ prefix of the image spec).
+    #[arg(short = 'p', long)]
+    pub pool: Option<String>,
+    /// Image name (instead of the image positional argument).
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub image_name: Option<String>,
+    /// File path (instead of the path positional argument).
+    #[arg(long = "path", value_name = "PATH")]
+    pub path_name: Option<String>,
+}
+
+/// What a positional argument is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Path,
+    Image,
+}
+
+impl RbdNames {
+    /// Assign the given positionals (in order) and options to `roles`;
+    /// returns one value per role (`None` if not given).
+    pub fn resolve(
+        &self,
+        positionals: &[&Option<String>],
+        roles: &[Role],
+    ) -> Result<Vec<Option<String>>, Fail> {
+        let mut pos: std::collections::VecDeque<String> =
+            positionals.iter().filter_map(|p| (*p).clone()).collect();
+        let mut out = Vec::with_capacity(roles.len());
+        for r in roles {
+            let v = match r {
+                Role::Path => self.path_name.clone().or_else(|| pos.pop_front()),
+                Role::Image => match &self.image_name {
+                    Some(i) => Some(i.clone()),
+                    None => pos.pop_front(),
+                },
+            };
+            let v = match (r, v) {
+                (Role::Image, Some(i)) => match &self.pool {
+                    Some(p) if !i.contains('/') && !i.starts_with('.') => Some(format!("{p}/{i}")),
+                    _ => Some(i),
+                },
+                (_, v) => v,
+            };
+            out.push(v);
+        }
+        if let Some(extra) = pos.pop_front() {
+            return Err(Fail::new(1, format!("rbd: too many arguments: '{extra}'")));
+        }
+        Ok(out)
+    }
+}
+
+/// The value of a required role, or rbd's usage error.
+pub fn required(v: Option<String>, what: &str) -> Result<String, Fail> {
+    v.ok_or_else(|| Fail::new(EINVAL, format!("rbd: {what} was not specified")))
+}
