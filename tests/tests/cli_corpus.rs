@@ -111,18 +111,18 @@ fn records_of(m: &Value, rel: &str) -> Option<Vec<(String, u64, u64)>> {
 
 /// Objects whose content differs between `from` and `to`, as whole-object records.
 fn changed_objects(from: &[u8], to: &[u8], os: u64) -> Vec<(String, u64, u64)> {
-    let size = to.len() as u64;
+    let os = usize::try_from(os).expect("object size");
     let mut v = Vec::new();
-    let mut start = 0u64;
-    while start < size {
-        let end = (start + os).min(size);
-        let t = &to[start as usize..end as usize];
+    let mut start = 0usize;
+    while start < to.len() {
+        let end = (start + os).min(to.len());
+        let t = &to[start..end];
         let f: Vec<u8> = (start..end)
-            .map(|i| from.get(i as usize).copied().unwrap_or(0))
+            .map(|i| from.get(i).copied().unwrap_or(0))
             .collect();
         if t != f.as_slice() {
             let tag = if t.iter().all(|&b| b == 0) { "z" } else { "w" };
-            v.push((tag.to_string(), start, end - start));
+            v.push((tag.to_string(), start as u64, (end - start) as u64));
         }
         start = end;
     }
