@@ -21,7 +21,7 @@ if [ ${#need_targets[@]} -gt 0 ]; then
   rustup target add "${need_targets[@]}"
 fi
 
-if ! python3 -c "import wasmtime, sys; sys.exit(0 if wasmtime.__version__ == '$PY_WASMTIME' else 1)" 2>/dev/null; then
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('wasmtime') != '$PY_WASMTIME')" 2>/dev/null; then
   log "pip install wasmtime==$PY_WASMTIME"
   python3 -m pip install -q --disable-pip-version-check "wasmtime==$PY_WASMTIME"
 fi

@@ -363,7 +363,8 @@ impl Inspector {
                 let d = self.diff();
                 d.n_w += 1;
                 d.w_bytes += len;
-                self.write_zero = len > 0;
+                // Vacuously all-zero when empty, as the corpus manifests count it.
+                self.write_zero = true;
                 self.record(offset, 'w', o, len);
             }
             Event::Data { bytes, .. } => {

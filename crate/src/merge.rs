@@ -339,7 +339,13 @@ impl Merger {
     }
 }
 
+mod push;
+pub use push::{
+    InputHeader, MergeErrorKind, MergeStreamError, Need, Phase, PullStep, PushMerge, check_chain,
+    input_config,
+};
+
 #[cfg(feature = "std")]
 mod stream;
 #[cfg(feature = "std")]
-pub use stream::*;
+pub use stream::{MergeOptions, MergeStats, merge_streams};
