@@ -27,10 +27,19 @@ cargo check -q -p rbdiff --no-default-features --target x86_64-unknown-none
 cargo check -q -p rbdiff --no-default-features --features alloc --target x86_64-unknown-none
 cargo check -q -p rbdiff --no-default-features --features alloc --target wasm32-unknown-unknown
 
-step "codec and CLI test suites"
+step "build the CLI (native, wasm32-wasip1, wasm32-wasip2)"
+cargo build -q -p rbdiff-cli
+cargo build -q -p rbdiff-cli --release --target wasm32-wasip1
+cargo build -q -p rbdiff-cli --release --target wasm32-wasip2
+# The CLI end-to-end tests (tests/tests/cli_*.rs) run these, natively and
+# under wasmtime (PyPI wasmtime, the same engine as the wasmtime CLI).
+export RBDIFF_BIN="$CARGO_TARGET_DIR/debug/rbdiff"
+export RBDIFF_WASM="$CARGO_TARGET_DIR/wasm32-wasip1/release/rbdiff.wasm"
+
+step "codec, engine and CLI test suites"
 cargo test --no-fail-fast 2>&1 | tee -a "$log"
 
-for area in cli web component fuzz; do
+for area in web component fuzz; do
   if [ -f "scripts/test-$area.sh" ]; then
     step "$area"
     bash "scripts/test-$area.sh" 2>&1 | tee -a "$log"

@@ -86,6 +86,35 @@ impl MergeStreamError {
     }
 }
 
+impl MergeStreamError {
+    /// A copy for sticky errors (an I/O error, which only the std driver
+    /// produces and which cannot be cloned, keeps its message).
+    fn duplicate(&self) -> Self {
+        let kind = match &self.kind {
+            MergeErrorKind::Decode(e) => MergeErrorKind::Decode(*e),
+            MergeErrorKind::Chain { prev_to, from } => MergeErrorKind::Chain {
+                prev_to: prev_to.clone(),
+                from: from.clone(),
+            },
+            MergeErrorKind::OutOfOrder { prev_end, offset } => MergeErrorKind::OutOfOrder {
+                prev_end: *prev_end,
+                offset: *offset,
+            },
+            MergeErrorKind::ZeroLength => MergeErrorKind::ZeroLength,
+            #[cfg(feature = "std")]
+            MergeErrorKind::Io(e) => MergeErrorKind::Usage(alloc::format!("I/O error: {e}")),
+            MergeErrorKind::NoInputs => MergeErrorKind::NoInputs,
+            MergeErrorKind::Usage(m) => MergeErrorKind::Usage(m.clone()),
+        };
+        MergeStreamError {
+            input: self.input,
+            phase: self.phase,
+            kind,
+            located: self.located,
+        }
+    }
+}
+
 impl core::fmt::Display for MergeStreamError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if let Some(i) = self.input {
@@ -396,7 +425,8 @@ enum State {
         copy: Option<Copy>,
     },
     Done,
-    Failed,
+    /// The merge failed; every later call reports the same error.
+    Failed(MergeStreamError),
 }
 
 /// What the merge needs next.
@@ -478,6 +508,9 @@ impl PushMerge {
 
     /// The next chunk of input `i`; an empty chunk ends it.
     pub fn push(&mut self, i: usize, chunk: &[u8]) -> Result<(), MergeStreamError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.duplicate());
+        }
         let n = self.inputs.len();
         let input = self.inputs.get_mut(i).ok_or_else(|| {
             MergeStreamError::usage(None, alloc::format!("input {i} out of range (0..{n})"))
@@ -517,9 +550,11 @@ impl PushMerge {
     /// cleared: rbd deletes a failed merge's output).
     pub fn advance(&mut self, max: usize) -> Result<Need, MergeStreamError> {
         let r = self.run(max.max(1));
-        if r.is_err() {
+        if let Err(e) = &r
+            && !matches!(self.state, State::Failed(_))
+        {
             self.output().clear();
-            self.state = State::Failed;
+            self.state = State::Failed(e.duplicate());
         }
         r
     }
@@ -548,7 +583,7 @@ impl PushMerge {
                 return Ok(Need::Output);
             }
             match &mut self.state {
-                State::Failed => return Err(MergeStreamError::usage(None, "the merge failed")),
+                State::Failed(e) => return Err(e.duplicate()),
                 State::Done => return Ok(Need::Done),
                 State::Headers { next, first } => {
                     if self.inputs.is_empty() {
