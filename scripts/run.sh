@@ -27,6 +27,6 @@ run diff --format json restored@s2
 say "the same CLI under WASI (wasmtime engine via PyPI wasmtime), reading stdin:"
 python3 tests/tools/wasmtime_run.py "$CARGO_TARGET_DIR/wasm32-wasip1/release/rbdiff.wasm" inspect - < samples/s2..head.diff
 
-if [ -f scripts/serve.sh ]; then
+if [ "${RBDIFF_NO_SERVE:-}" != 1 ] && [ -f scripts/serve.sh ]; then
   bash scripts/serve.sh
 fi
