@@ -21,6 +21,7 @@ cargo fmt --all --check
 cargo clippy -q --all-targets -- -D warnings
 cargo clippy -q -p rbdiff-web --target wasm32-unknown-unknown -- -D warnings
 cargo clippy -q -p rbdiff-component --target wasm32-wasip2 -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -q -p rbdiff --no-deps
 
 step "no_std proof"
 cargo check -q -p rbdiff --no-default-features --target x86_64-unknown-none
