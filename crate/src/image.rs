@@ -104,22 +104,117 @@ impl BlockSink for Vec<u8> {
     }
 }
 
-/// True if every byte is zero (vectorises: 16 bytes at a time).
+/// True if every byte is zero.
+///
+/// Checks 256-byte blocks (OR of 32 words, which LLVM turns into SIMD ORs)
+/// with an early exit per block; on wasm32 with `simd128` it uses `v128`
+/// loads directly, which Cranelift compiles to SSE/NEON.
 #[inline]
 pub fn is_zero(buf: &[u8]) -> bool {
-    let mut chunks = buf.chunks_exact(64);
-    for c in &mut chunks {
-        let mut acc = 0u128;
-        for w in c.chunks_exact(16) {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(w);
-            acc |= u128::from_ne_bytes(a);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        is_zero_simd128(buf)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut blocks = buf.chunks_exact(256);
+        for b in &mut blocks {
+            let mut acc = 0u64;
+            for w in b.chunks_exact(8) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                acc |= u64::from_ne_bytes(a);
+            }
+            if acc != 0 {
+                return false;
+            }
         }
-        if acc != 0 {
+        blocks.remainder().iter().fold(0, |a, &b| a | b) == 0
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn is_zero_simd128(buf: &[u8]) -> bool {
+    use core::arch::wasm32::{v128, v128_any_true, v128_load, v128_or};
+    let mut blocks = buf.chunks_exact(64);
+    for b in &mut blocks {
+        let p = b.as_ptr().cast::<v128>();
+        // SAFETY: `b` is 64 readable bytes; `v128_load` accepts unaligned
+        // pointers.
+        let (x0, x1, x2, x3) = unsafe {
+            (
+                v128_load(p),
+                v128_load(p.add(1)),
+                v128_load(p.add(2)),
+                v128_load(p.add(3)),
+            )
+        };
+        if v128_any_true(v128_or(v128_or(x0, x1), v128_or(x2, x3))) {
             return false;
         }
     }
-    chunks.remainder().iter().all(|&b| b == 0)
+    blocks.remainder().iter().fold(0, |a, &b| a | b) == 0
+}
+
+/// `a == b`. On wasm32 `memcmp` is a byte loop: there, 64-byte blocks are
+/// compared as `v128` (with `simd128`) or `u64` words instead.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut xa = a.chunks_exact(64);
+        let mut xb = b.chunks_exact(64);
+        for (x, y) in (&mut xa).zip(&mut xb) {
+            if !same_64(x, y) {
+                return false;
+            }
+        }
+        xa.remainder() == xb.remainder()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        a == b
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn same_64(x: &[u8], y: &[u8]) -> bool {
+    use core::arch::wasm32::{v128, v128_any_true, v128_load, v128_or, v128_xor};
+    debug_assert!(x.len() == 64 && y.len() == 64);
+    let (p, q) = (x.as_ptr().cast::<v128>(), y.as_ptr().cast::<v128>());
+    // SAFETY: both slices are 64 readable bytes; `v128_load` accepts
+    // unaligned pointers.
+    let d = unsafe {
+        v128_or(
+            v128_or(
+                v128_xor(v128_load(p), v128_load(q)),
+                v128_xor(v128_load(p.add(1)), v128_load(q.add(1))),
+            ),
+            v128_or(
+                v128_xor(v128_load(p.add(2)), v128_load(q.add(2))),
+                v128_xor(v128_load(p.add(3)), v128_load(q.add(3))),
+            ),
+        )
+    };
+    !v128_any_true(d)
+}
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+#[inline]
+fn same_64(x: &[u8], y: &[u8]) -> bool {
+    let mut acc = 0u64;
+    for (p, q) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+        a.copy_from_slice(p);
+        b.copy_from_slice(q);
+        acc |= u64::from_ne_bytes(a) ^ u64::from_ne_bytes(b);
+    }
+    acc == 0
 }
 
 /// What applying did.
@@ -308,8 +403,11 @@ impl Applier {
         };
         let size = sink.size();
         let mut o = offset;
-        let mut rest = bytes;
-        while !rest.is_empty() {
+        let mut at = 0;
+        // Consecutive data pieces are written with one `write_at`:
+        // (image offset, start, end in `bytes`).
+        let mut run: Option<(u64, usize, usize)> = None;
+        while at < bytes.len() {
             // The piece up to the end of the current sparse chunk.
             let (chunk, chunk_end) = match (o - w.start).checked_div(self.sparse) {
                 None => (0, w.end),
@@ -324,28 +422,46 @@ impl Applier {
                 w.chunk = chunk;
                 w.chunk_data = false;
             }
-            let n = usize_of(chunk_end - o).min(rest.len());
-            let (piece, tail) = rest.split_at(n);
-            let pend = o + n as u64;
+            let n = usize_of(chunk_end - o).min(bytes.len() - at);
+            let piece = &bytes[at..at + n];
             let clipped = usize_of(size.saturating_sub(o)).min(n);
             if clipped > 0 {
                 if self.sparse == 0 || w.chunk_data || !is_zero(piece) {
                     w.chunk_data = true;
-                    self.flush_zero(sink)?;
-                    sink.write_at(o, &piece[..clipped])
-                        .map_err(ApplyError::Sink)?;
-                    self.stats.data_bytes += clipped as u64;
+                    match &mut run {
+                        Some((_, _, end)) if *end == at => *end = at + clipped,
+                        _ => {
+                            self.write_run(sink, bytes, run.take())?;
+                            self.flush_zero(sink)?;
+                            run = Some((o, at, at + clipped));
+                        }
+                    }
                 } else {
+                    self.write_run(sink, bytes, run.take())?;
                     self.zero_range(sink, o, o + clipped as u64)?;
                 }
             }
-            o = pend;
-            rest = tail;
+            o += n as u64;
+            at += n;
         }
+        self.write_run(sink, bytes, run)?;
         if o >= w.end {
             self.write = None;
         } else {
             self.write = Some(w);
+        }
+        Ok(())
+    }
+
+    fn write_run<K: BlockSink>(
+        &mut self,
+        sink: &mut K,
+        bytes: &[u8],
+        run: Option<(u64, usize, usize)>,
+    ) -> Result<(), ApplyError<K::Error>> {
+        if let Some((off, s, e)) = run {
+            sink.write_at(off, &bytes[s..e]).map_err(ApplyError::Sink)?;
+            self.stats.data_bytes += (e - s) as u64;
         }
         Ok(())
     }
@@ -424,6 +540,29 @@ impl<R: fmt::Debug + fmt::Display, W: fmt::Debug + fmt::Display> std::error::Err
 {
 }
 
+/// The span `(first, last)` of `[start, end)` holding data in `src`
+/// (per [`BlockSource::next_data`]), `None` if it is all hole.
+fn data_span<A: BlockSource + ?Sized>(
+    src: &mut A,
+    start: u64,
+    end: u64,
+) -> Result<Option<(u64, u64)>, A::Error> {
+    let mut first = None;
+    let mut last = start;
+    let mut p = start;
+    while p < end {
+        match src.next_data(p)? {
+            Some((s, e)) if s < end && e > s.max(p) => {
+                first.get_or_insert(s.max(start));
+                last = e.min(end);
+                p = e;
+            }
+            _ => break,
+        }
+    }
+    Ok(first.map(|f| (f, last)))
+}
+
 /// Changed byte runs `[start, end)` of `to` against `from` (or zeros),
 /// compared in 4 KiB blocks, runs closer than `gap` joined.
 fn changed_runs(to: &[u8], from: Option<&[u8]>, gap: usize, out: &mut Vec<(usize, usize)>) {
@@ -435,7 +574,7 @@ fn changed_runs(to: &[u8], from: Option<&[u8]>, gap: usize, out: &mut Vec<(usize
         let e = (i + BLOCK).min(to.len());
         let t = &to[i..e];
         let same = match from {
-            Some(f) => t == &f[i..e],
+            Some(f) => same_bytes(t, &f[i..e]),
             None => is_zero(t),
         };
         if !same {
@@ -534,41 +673,90 @@ where
     while start < size {
         let end = start.saturating_add(obj as u64).min(size);
         let n = usize_of(end - start);
-        // Skip holes of a sparse `to` when diffing from zeros.
-        if from.is_none() {
-            match to.next_data(start).map_err(ExportError::Read)? {
-                None => break,
-                Some((ds, _)) if ds >= end => {
-                    // The object holding `ds` (aligned, so at or past `end`).
-                    start = (ds / obj as u64) * obj as u64;
-                    progress(start.min(size), size);
-                    continue;
-                }
-                _ => {}
+        // Skip what is a hole in both images (it reads as zeros in both):
+        // with sparse sources the work is proportional to allocated data.
+        let to_data = to.next_data(start).map_err(ExportError::Read)?;
+        let from_data = match from.as_deref_mut() {
+            Some(src) => src.next_data(start).map_err(ExportError::Read)?,
+            None => None,
+        };
+        let next = match (to_data, from_data) {
+            (Some((a, _)), Some((b, _))) => Some(a.min(b)),
+            (a, b) => a.or(b).map(|(s, _)| s),
+        };
+        match next {
+            None => break,
+            Some(ds) if ds >= size => break,
+            Some(ds) if ds >= end => {
+                // The object holding `ds` (aligned, so at or past `end`).
+                start = (ds / obj as u64) * obj as u64;
+                progress(start, size);
+                continue;
             }
+            _ => {}
         }
-        let t = &mut tbuf[..n];
-        to.read_at(start, t).map_err(ExportError::Read)?;
+        // Only the span of the object holding data in either image is read
+        // and compared (4 KiB-aligned, as `changed_runs` blocks are): the
+        // rest is a hole in both, zeros on both sides.
+        let mut span = data_span(to, start, end).map_err(ExportError::Read)?;
+        if let Some(src) = from.as_deref_mut() {
+            span = match (span, data_span(src, start, end).map_err(ExportError::Read)?) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (x, y) => x.or(y),
+            };
+        }
+        let (lo, hi) = match span {
+            Some((a, b)) => {
+                let lo = usize_of(a - start) / 4096 * 4096;
+                (
+                    lo,
+                    usize_of(b - start)
+                        .div_ceil(4096)
+                        .saturating_mul(4096)
+                        .min(n),
+                )
+            }
+            None => (0, 0),
+        };
+        let full = opts.whole_object;
+        to.read_at(start + lo as u64, &mut tbuf[lo..hi])
+            .map_err(ExportError::Read)?;
+        if full {
+            tbuf[..lo].fill(0);
+            tbuf[hi..n].fill(0);
+        }
         let f = match from.as_deref_mut() {
             Some(src) => {
-                let f = &mut fbuf[..n];
-                src.read_at(start, f).map_err(ExportError::Read)?;
-                Some(&f[..])
+                src.read_at(start + lo as u64, &mut fbuf[lo..hi])
+                    .map_err(ExportError::Read)?;
+                if full {
+                    fbuf[..lo].fill(0);
+                    fbuf[hi..n].fill(0);
+                }
+                Some(&fbuf[..n])
             }
             None => None,
         };
         let t = &tbuf[..n];
         if opts.whole_object {
             let changed = match f {
-                Some(f) => t != f,
-                None => !is_zero(t),
+                Some(f) => !same_bytes(&t[lo..hi], &f[lo..hi]),
+                None => !is_zero(&t[lo..hi]),
             };
             runs.clear();
             if changed {
                 runs.push((0, n));
             }
         } else {
-            changed_runs(t, f, usize_of(opts.merge_gap).max(1), &mut runs);
+            changed_runs(
+                &t[lo..hi],
+                f.map(|f| &f[lo..hi]),
+                usize_of(opts.merge_gap).max(1),
+                &mut runs,
+            );
+            for r in &mut runs {
+                *r = (r.0 + lo, r.1 + lo);
+            }
         }
         for &(s, e) in &runs {
             let piece = &t[s..e];
