@@ -7,15 +7,24 @@ use std::io::{self, Write};
 
 /// A raw image file (a VM disk image, an `rbd export` output).
 ///
-/// Reads past the end give zeros. `write_zeroes` never allocates: ranges
-/// that already read as zeros (holes included) are left alone, so sparse
-/// files stay sparse.
+/// Reads past the end give zeros. `write_zeroes` never allocates: on Linux
+/// it punches a hole (`fallocate(PUNCH_HOLE)`); elsewhere, or where the
+/// filesystem cannot, ranges that already read as zeros (holes included)
+/// are left alone and the rest is overwritten with zeros, so sparse files
+/// stay sparse. On Linux, [`BlockSource::next_data`] finds the allocated
+/// regions with `SEEK_DATA`/`SEEK_HOLE`, so exports skip holes.
 #[derive(Debug)]
 pub struct FileImage {
     file: File,
     size: u64,
     zero_buf: alloc::vec::Vec<u8>,
     scratch: alloc::vec::Vec<u8>,
+    /// `SEEK_DATA` failed as unsupported: everything counts as data.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    no_seek_data: bool,
+    /// Hole punching failed as unsupported: zeros are written.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    no_punch: bool,
 }
 
 impl FileImage {
@@ -27,6 +36,8 @@ impl FileImage {
             size,
             zero_buf: alloc::vec::Vec::new(),
             scratch: alloc::vec::Vec::new(),
+            no_seek_data: false,
+            no_punch: false,
         })
     }
 
@@ -90,6 +101,21 @@ impl BlockSource for FileImage {
         }
         Ok(())
     }
+    fn next_data(&mut self, offset: u64) -> io::Result<Option<(u64, u64)>> {
+        if offset >= self.size {
+            return Ok(None);
+        }
+        #[cfg(target_os = "linux")]
+        if !self.no_seek_data {
+            match sys::seek_data(&self.file, offset)? {
+                Some(None) => return Ok(None),
+                Some(Some((s, _))) if s >= self.size => return Ok(None),
+                Some(Some((s, e))) => return Ok(Some((s, e.min(self.size)))),
+                None => self.no_seek_data = true,
+            }
+        }
+        Ok(Some((offset, self.size)))
+    }
 }
 
 impl BlockSink for FileImage {
@@ -106,6 +132,13 @@ impl BlockSink for FileImage {
         self.pwrite(offset, data)
     }
     fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if !self.no_punch && len > 0 {
+            if sys::punch_hole(&self.file, offset, len)? {
+                return Ok(());
+            }
+            self.no_punch = true;
+        }
         const STEP: usize = 1 << 20;
         let want = usize::try_from(len).unwrap_or(STEP).min(STEP);
         if self.scratch.len() < want {
@@ -133,6 +166,69 @@ impl BlockSink for FileImage {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()?;
         self.file.sync_data()
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// The data region `(start, end)` at or after `offset`: `Ok(None)` if
+    /// `SEEK_DATA` is unsupported here, `Ok(Some(None))` if only a hole
+    /// follows.
+    #[allow(clippy::type_complexity)]
+    pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<Option<(u64, u64)>>> {
+        let Ok(off) = libc::off_t::try_from(offset) else {
+            return Ok(None);
+        };
+        let fd = file.as_raw_fd();
+        // SAFETY: lseek on a valid fd; no memory is passed. The file
+        // position it moves is unused (all I/O is positioned).
+        let start = unsafe { libc::lseek(fd, off, libc::SEEK_DATA) };
+        if start < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENXIO) => Ok(Some(None)),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: as above.
+        let end = unsafe { libc::lseek(fd, start, libc::SEEK_HOLE) };
+        if end < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        match (u64::try_from(start), u64::try_from(end)) {
+            (Ok(s), Ok(e)) => Ok(Some(Some((s, e)))),
+            _ => Ok(None),
+        }
+    }
+
+    /// `Ok(true)` if `[offset, offset + len)` is now a hole, `Ok(false)` if
+    /// the filesystem cannot punch holes.
+    pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+        let (Ok(off), Ok(l)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Ok(false);
+        };
+        // SAFETY: fallocate on a valid fd; no memory is passed.
+        let r = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                l,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => Ok(false),
+            _ => Err(e),
+        }
     }
 }
 
