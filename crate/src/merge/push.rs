@@ -219,8 +219,11 @@ pub fn check_chain(headers: &[InputHeader]) -> Result<(), MergeStreamError> {
 #[derive(Debug)]
 struct Input {
     dec: Decoder,
+    /// `buf[pos..end]` is pushed and not decoded yet; `buf[end..]` is
+    /// scratch room kept between pushes (no reallocation, no re-zeroing).
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     eof: bool,
     header: InputHeader,
     header_done: bool,
@@ -235,6 +238,7 @@ impl Input {
             dec: Decoder::new(input_config()),
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             eof: false,
             header: InputHeader::default(),
             header_done: false,
@@ -245,9 +249,20 @@ impl Input {
 
     fn compact(&mut self) {
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
+    }
+
+    /// Room for `n` more bytes after the pushed ones.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        self.compact();
+        let want = self.end + n;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.end..want]
     }
 
     fn fail(&self, i: usize, e: DecodeError) -> MergeStreamError {
@@ -265,7 +280,7 @@ impl Input {
         loop {
             let step = self
                 .dec
-                .decode(&self.buf[self.pos..], self.eof)
+                .decode(&self.buf[self.pos..self.end], self.eof)
                 .map_err(|e| self.fail(i, e))?;
             let (offset, consumed, ev) = match step {
                 Step::NeedMore(_) => {
@@ -328,7 +343,7 @@ impl Input {
         max: u64,
         out: Option<&mut Encoder<Vec<u8>>>,
     ) -> Result<Option<u64>, MergeStreamError> {
-        let avail = self.buf.len() - self.pos;
+        let avail = self.end - self.pos;
         let window = usize::try_from(max).map_or(avail, |m| m.min(avail));
         let step = self
             .dec
@@ -483,7 +498,7 @@ impl PushMerge {
 
     /// Bytes held: pushed but not decoded yet, plus output not taken yet.
     pub fn held_bytes(&self) -> usize {
-        self.inputs.iter().map(|i| i.buf.len()).sum::<usize>() + self.buffered()
+        self.inputs.iter().map(|i| i.end).sum::<usize>() + self.buffered()
     }
 
     /// Size of the merged image, once the headers are read.
@@ -525,9 +540,47 @@ impl PushMerge {
                 alloc::format!("diff #{}: data pushed after its end", i + 1),
             ));
         }
-        input.compact();
-        input.buf.extend_from_slice(chunk);
+        input.room(chunk.len()).copy_from_slice(chunk);
+        input.end += chunk.len();
         Ok(())
+    }
+
+    /// Like [`push`](Self::push), without a copy: `read` fills (a prefix
+    /// of) the input's own buffer, at most `max` (> 0) bytes, and returns
+    /// the count; 0 ends the input. Its error is handed back as is.
+    #[allow(clippy::type_complexity)]
+    pub fn push_with<E>(
+        &mut self,
+        i: usize,
+        max: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<Result<usize, E>, MergeStreamError> {
+        if let State::Failed(e) = &self.state {
+            return Err(e.duplicate());
+        }
+        let n = self.inputs.len();
+        let input = self.inputs.get_mut(i).ok_or_else(|| {
+            MergeStreamError::usage(None, alloc::format!("input {i} out of range (0..{n})"))
+        })?;
+        if input.eof {
+            return Err(MergeStreamError::usage(
+                Some(i),
+                alloc::format!("diff #{}: data pushed after its end", i + 1),
+            ));
+        }
+        let room = input.room(max.max(1));
+        let cap = room.len();
+        match read(room) {
+            Ok(0) => {
+                input.eof = true;
+                Ok(Ok(0))
+            }
+            Ok(k) => {
+                input.end += k.min(cap);
+                Ok(Ok(k.min(cap)))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// The output produced and not taken yet; take it by draining the vector.

@@ -3,7 +3,6 @@
 
 use super::push::{MergeErrorKind, MergeStreamError, Need, Phase, PushMerge};
 use crate::format::Format;
-use alloc::vec;
 use std::io::{self, Read, Write};
 
 /// Merge options.
@@ -46,7 +45,6 @@ pub fn merge_streams<R: Read, W: Write>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<MergeStats, MergeStreamError> {
     let mut m = PushMerge::new(inputs.len(), opts.output);
-    let mut buf = vec![0u8; CHUNK];
     let mut read = 0u64;
     let out_err = |e: io::Error| MergeStreamError {
         input: None,
@@ -54,36 +52,38 @@ pub fn merge_streams<R: Read, W: Write>(
         kind: MergeErrorKind::Io(e),
         located: None,
     };
+    // Inputs are read straight into the merge's buffers, and the output is
+    // written in CHUNK-sized pieces (a buffered writer passes those through
+    // without copying them).
     loop {
         let need = m.advance(CHUNK)?;
-        let o = m.output();
-        if !o.is_empty() {
-            out.write_all(o).map_err(out_err)?;
-            o.clear();
+        if matches!(need, Need::Output | Need::Done) {
+            let o = m.output();
+            if !o.is_empty() {
+                out.write_all(o).map_err(out_err)?;
+                o.clear();
+            }
         }
         match need {
             Need::Output => {}
             Need::Done => break,
             Need::Input(i) => {
-                let n = loop {
-                    match inputs[i].read(&mut buf) {
-                        Ok(n) => break n,
+                let r = loop {
+                    match m.push_with(i, CHUNK, |b| inputs[i].read(b))? {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Err(MergeStreamError {
-                                input: Some(i),
-                                phase: if m.input_in_data(i) {
-                                    Phase::Data
-                                } else {
-                                    Phase::RecordHeader
-                                },
-                                kind: MergeErrorKind::Io(e),
-                                located: None,
-                            });
-                        }
+                        r => break r,
                     }
                 };
-                m.push(i, &buf[..n])?;
+                let n = r.map_err(|e| MergeStreamError {
+                    input: Some(i),
+                    phase: if m.input_in_data(i) {
+                        Phase::Data
+                    } else {
+                        Phase::RecordHeader
+                    },
+                    kind: MergeErrorKind::Io(e),
+                    located: None,
+                })?;
                 read += n as u64;
                 progress(read);
             }
