@@ -129,7 +129,10 @@ impl BlockSink for FileImage {
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.pwrite(offset, data)
+        self.pwrite(offset, data)?;
+        // A write past the end grows the file.
+        self.size = self.size.max(offset + data.len() as u64);
+        Ok(())
     }
     fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
