@@ -91,6 +91,13 @@ impl<R: Read> EventReader<R> {
         self.read_total
     }
 
+    /// Bytes read from the inner reader but not consumed by the decoder
+    /// (after the end of a stream: the start of what follows it, such as a
+    /// v1 integrity trailer).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
     /// The inner reader.
     pub fn into_inner(self) -> R {
         self.inner

@@ -165,6 +165,29 @@ fn verify_stream(bytes: &[u8], pre: Option<Manifest>) -> Result<Option<Manifest>
     v.finish()
 }
 
+/// A v1 trailer read from a pipe: what the reader buffered past the `e`
+/// plus the rest of the input is exactly the trailer.
+#[test]
+fn a_v1_trailer_is_recovered_from_the_reader_buffer() {
+    use std::io::Read;
+    let (base, target) = images();
+    let (s, m) = sealed(Format::DiffV1, &base, &target);
+    for cap in [64usize, 4096, 1 << 20] {
+        let mut r = EventReader::with_capacity(&s[..], Config::rbd_compatible(), cap);
+        let mut v = StreamVerifier::new(None);
+        while let Some((off, ev, raw)) = r.next_event_raw().unwrap() {
+            v.event(off, &ev, raw);
+        }
+        let end = r.decoder().position() as usize;
+        let mut rest = r.buffered().to_vec();
+        assert_eq!(&rest[..], &s[end..end + rest.len()], "cap {cap}");
+        r.into_inner().read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, m.to_trailer(), "cap {cap}");
+        v.trailing(&rest);
+        assert_eq!(v.finish().unwrap().unwrap().entries, m.entries);
+    }
+}
+
 #[test]
 fn clean_streams_verify_in_band_and_preloaded() {
     let (base, target) = images();
