@@ -6,6 +6,7 @@
 mod cmd;
 mod dev;
 mod errors;
+mod integ;
 mod progress;
 mod size;
 mod store;

@@ -138,11 +138,11 @@ struct MetaEntry {
     value_hex: Option<String>,
 }
 
-fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -405,6 +405,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 impl Image {
+    /// The image's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Path of the HEAD file.
     pub fn head_path(&self) -> PathBuf {
         self.dir.join("head")

@@ -164,16 +164,29 @@ impl Cli {
 
     /// A command running `rbdiff --store store ARGS` in the scratch dir.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_env(args, &[])
+    }
+
+    /// [`Cli::command`] with environment variables set for rbdiff (passed
+    /// into the guest for wasm).
+    pub fn command_env(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = match self.runner {
-            Runner::Native => Command::new(native_bin()),
+            Runner::Native => {
+                let mut c = Command::new(native_bin());
+                c.envs(env.iter().copied());
+                c
+            }
             Runner::Wasm => {
                 let mut c = Command::new("python3");
                 c.arg(manifest_dir().join("tools/wasmtime_run.py"))
                     .arg("--dir")
                     .arg(format!("{}::.", self.dir.display()))
                     .arg("--dir")
-                    .arg(format!("{}::/fx", fixtures().display()))
-                    .arg(wasm_module());
+                    .arg(format!("{}::/fx", fixtures().display()));
+                for (k, v) in env {
+                    c.arg("--env").arg(format!("{k}={v}"));
+                }
+                c.arg(wasm_module());
                 c
             }
         };
@@ -186,6 +199,15 @@ impl Cli {
 
     pub fn run(&self, args: &[&str]) -> Out {
         self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn")
+            .into()
+    }
+
+    /// Run with environment variables for rbdiff.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.command_env(args, env)
             .stdin(Stdio::null())
             .output()
             .expect("spawn")

@@ -7,7 +7,8 @@ use crate::errors::{EINVAL, Fail, errstr, io_errno};
 use crate::progress::{Progress, ProgressFlags};
 use crate::store::Store;
 use rbdiff::encode::IoSink;
-use rbdiff::image::{ExportError, ExportOptions, export_diff};
+use rbdiff::image::{ExportError, ExportOptions, export_diff, export_diff_sealed};
+use rbdiff::integrity::HashingSink;
 use rbdiff::{DiffHeader, EncodeError, Encoder, ImageHeader};
 use std::io::{Seek, SeekFrom, Write};
 
@@ -22,7 +23,12 @@ Format 1 writes the image bytes (holes stay holes in a file; stdout gets
 every byte). Format 2 ('rbd image v2') writes order, features, stripe unit
 and count, the image-meta sorted by key, then one diff per snapshot in
 creation order and one for HEAD; like rbd, an @snap does not limit it.
-The output is created exclusively (rc 17 if it exists).";
+The output is created exclusively (rc 17 if it exists).
+--integrity (format 2, extension): every embedded diff carries its
+integrity data as two extension records before its 'e' (docs/integrity.md;
+rbd skips them with one warning line each):
+  rbdiff export --export-format 2 --integrity vm1 vm1.v2
+  rbdiff inspect vm1.v2                      # shows and checks each diff's data";
 
 /// Export image to file.
 #[derive(clap::Args, Debug)]
@@ -42,6 +48,9 @@ pub struct Args {
     /// Format of the export: 1 (raw) or 2 (with snapshots and metadata).
     #[arg(long, default_value = "1", value_parser = ["1", "2"])]
     pub export_format: String,
+    /// Seal every embedded diff with integrity data (format 2 only).
+    #[arg(long)]
+    pub integrity: bool,
     #[command(flatten)]
     pub progress: ProgressFlags,
 }
@@ -124,6 +133,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let out_path = super::required(v[1].clone(), "path")?;
     let target = Target::parse(&source)?;
     let mut prog = Progress::new("Exporting image", a.progress);
+    if a.export_format == "1" && a.integrity {
+        return Err(Fail::new(EINVAL, "rbdiff: --integrity needs --export-format 2").into());
+    }
     if a.export_format == "1" {
         let path = match &target {
             Target::Raw(p) => p.clone(),
@@ -173,44 +185,44 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     };
     let n = m.snapshots.len() as u64 + 1;
     let res = (|| -> Result<(), ExportError<std::io::Error, std::io::Error>> {
-        let mut enc = Encoder::image(IoSink(&mut out), &header, n).map_err(ExportError::Write)?;
+        let mut enc = Encoder::image(HashingSink::new(IoSink(&mut out)), &header, n)
+            .map_err(ExportError::Write)?;
+        // One diff: plain, or sealed (its checksum starts at its banner).
+        let one = |enc: &mut Encoder<HashingSink<IoSink<&mut Output>>>,
+                   from: Option<&mut Dev>,
+                   to: &mut Dev,
+                   h: &DiffHeader<'_>|
+         -> Result<(), ExportError<std::io::Error, std::io::Error>> {
+            enc.sink_mut().reset();
+            enc.begin_diff().map_err(ExportError::Write)?;
+            if a.integrity {
+                export_diff_sealed(from, to, h, &opts, enc, &mut |_, _| {})?;
+            } else {
+                export_diff(from, to, h, &opts, enc, &mut |_, _| {})?;
+            }
+            Ok(())
+        };
         let mut prev: Option<(&str, Dev)> = None;
         for (i, s) in m.snapshots.iter().enumerate() {
             let mut to = Dev::open_ro(&img.snap_path(s)).map_err(ExportError::Read)?;
-            enc.begin_diff().map_err(ExportError::Write)?;
             let h = DiffHeader {
                 from: prev.as_ref().map(|(n, _)| n.as_bytes()),
                 to: Some(s.name.as_bytes()),
                 protected: Some(s.protected),
                 size: None,
             };
-            export_diff(
-                prev.as_mut().map(|(_, d)| d),
-                &mut to,
-                &h,
-                &opts,
-                &mut enc,
-                &mut |_, _| {},
-            )?;
+            one(&mut enc, prev.as_mut().map(|(_, d)| d), &mut to, &h)?;
             prog.update(i as u64 + 1, n);
             prev = Some((s.name.as_str(), to));
         }
         let mut head = Dev::open_ro(&img.head_path()).map_err(ExportError::Read)?;
-        enc.begin_diff().map_err(ExportError::Write)?;
         let h = DiffHeader {
             from: prev.as_ref().map(|(n, _)| n.as_bytes()),
             to: None,
             protected: None,
             size: None,
         };
-        export_diff(
-            prev.as_mut().map(|(_, d)| d),
-            &mut head,
-            &h,
-            &opts,
-            &mut enc,
-            &mut |_, _| {},
-        )?;
+        one(&mut enc, prev.as_mut().map(|(_, d)| d), &mut head, &h)?;
         enc.finish().map_err(ExportError::Write)?;
         Ok(())
     })();

@@ -7,8 +7,10 @@ use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::Store;
 use rbdiff::encode::IoSink;
-use rbdiff::image::{ExportError, ExportOptions, export_diff};
-use rbdiff::{DiffHeader, EncodeError, Encoder, Format};
+use rbdiff::image::{ExportError, ExportOptions, ExportStats, export_diff, export_diff_sealed};
+use rbdiff::integrity::{HashingSink, Manifest};
+use rbdiff::{DiffHeader, EncodeError, Encoder, Format, Sink};
+use std::io::Write;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,7 +28,24 @@ removed if the export fails. Records are sorted, never cross an object
 boundary (--object-size for raw files, the image's object size in the store),
 and all-zero extents are written as 'z' records, as rbd does.
 --export-format 2 (an extension: rbd 16.2.15 has no such option) writes an
-'rbd diff v2' stream with the snapshot's protection status.";
+'rbd diff v2' stream with the snapshot's protection status.
+
+Verified backups (extension, docs/integrity.md):
+  rbdiff export-diff --integrity --from-snap mon vm1@tue tue.diff
+  rbdiff export-diff --integrity --export-format 2 --from-snap mon vm1@tue tue.v2diff
+  rbdiff export-diff --integrity-sidecar tue.sig --from-snap mon vm1@tue - | ssh backup 'cat > tue.diff'
+  rbdiff export-diff --dry-run --from-snap mon vm1@tue      # size only, nothing written
+  rbdiff export-diff --dry-run --format json --integrity vm1@tue
+
+--integrity adds the hashes of every block the diff overwrites (before and
+after) and a checksum of the stream, so import-diff can refuse a wrong base
+before writing and catch corruption: v1 gets a trailer after its 'e' (rbd
+reads nothing past 'e'; strict third-party parsers may reject trailing
+bytes), v2 two extension records before its 'e' (rbd skips them with one
+warning line each). --integrity-sidecar PATH writes the same data (v1) to a
+file of its own and leaves the diff byte-identical to a plain one.
+--dry-run computes the diff without writing it and prints its exact size
+in bytes and its record counts (like 'zfs send -nv').";
 
 /// Export incremental diff to file.
 #[derive(clap::Args, Debug)]
@@ -58,9 +77,21 @@ pub struct Args {
     /// Diff format: 1 ('rbd diff v1', rbd's) or 2 ('rbd diff v2').
     #[arg(long, value_parser = ["1", "2"])]
     pub export_format: Option<String>,
-    /// Behave exactly like rbd 16.2.15 (no --export-format).
+    /// Behave exactly like rbd 16.2.15 (no --export-format, no --integrity).
     #[arg(long)]
     pub rbd_compat: bool,
+    /// Add integrity data (v1: trailer after 'e'; v2: in-band records).
+    #[arg(long)]
+    pub integrity: bool,
+    /// Write the integrity data (v1) to this file instead (created exclusively).
+    #[arg(long, value_name = "PATH", conflicts_with = "integrity")]
+    pub integrity_sidecar: Option<String>,
+    /// Write nothing; print the size the diff would have and its record counts.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format of --dry-run.
+    #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+    pub format: String,
     #[command(flatten)]
     pub progress: ProgressFlags,
 }
@@ -83,7 +114,21 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         &[super::Role::Image, super::Role::Path],
     )?;
     let source = super::required(v[0].clone(), "image name")?;
-    let out_path = super::required(v[1].clone(), "path")?;
+    let out_path = if a.dry_run {
+        v[1].clone().unwrap_or_else(|| "-".to_string())
+    } else {
+        super::required(v[1].clone(), "path")?
+    };
+    if a.rbd_compat && (a.integrity || a.integrity_sidecar.is_some()) {
+        return Err(Fail::new(1, "rbd: unrecognised option '--integrity'").into());
+    }
+    if format == Format::DiffV2 && a.integrity_sidecar.is_some() {
+        return Err(Fail::new(
+            EINVAL,
+            "rbdiff: --integrity-sidecar is for v1 diffs: a v2 diff carries its integrity              data in-band (--integrity); 'rbdiff seal' makes a sidecar for any existing diff",
+        )
+        .into());
+    }
     let target = Target::parse(&source)?;
     // Resolve the two endpoints to files, the names and the object size.
     let (from_path, to_path, from_name, to_name, protected, object_size) = match &target {
@@ -143,7 +188,6 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         Some(p) => Some(open(p)?),
         None => None,
     };
-    let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
     let mut prog = Progress::new("Exporting image", a.progress);
     let header = DiffHeader {
         from: from_name.as_deref().map(str::as_bytes),
@@ -156,30 +200,152 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         whole_object: a.whole_object,
         ..ExportOptions::default()
     };
-    let res = (|| {
-        let mut enc = Encoder::diff(IoSink(&mut out), format).map_err(ExportError::Write)?;
-        export_diff(
+    let seal = a.integrity || a.integrity_sidecar.is_some();
+    if a.dry_run {
+        let mut count = Count(0);
+        let res = write_diff(
+            &mut count,
+            format,
+            seal,
             from.as_mut(),
             &mut to,
             &header,
             &opts,
-            &mut enc,
+            &mut |d, t| prog.update(d, t),
+        );
+        let (stats, m) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                prog.finish(false);
+                return Err(err(export_code(&e)).into());
+            }
+        };
+        prog.finish(true);
+        let trailer = match (&m, format, a.integrity) {
+            (Some(m), Format::DiffV1, true) => m.to_trailer().len() as u64,
+            _ => 0,
+        };
+        let sidecar = match (&m, &a.integrity_sidecar) {
+            (Some(m), Some(_)) => Some(m.to_trailer().len() as u64),
+            _ => None,
+        };
+        let bytes = count.0 + trailer;
+        let integrity = match (seal, format, &a.integrity_sidecar) {
+            (false, ..) => "none".to_string(),
+            (true, _, Some(p)) => format!("sidecar {p}"),
+            (true, Format::DiffV1, None) => "trailer".to_string(),
+            (true, _, None) => "in-band".to_string(),
+        };
+        if a.format == "json" {
+            let v = serde_json::json!({
+                "format": format.name(),
+                "bytes": bytes,
+                "writes": stats.writes,
+                "zeros": stats.zeros,
+                "data_bytes": stats.data_bytes,
+                "zero_bytes": stats.zero_bytes,
+                "integrity": integrity,
+                "sidecar_bytes": sidecar,
+            });
+            println!("{v}");
+        } else {
+            println!("size: {bytes} bytes ({})", format.name());
+            println!(
+                "records: {} w ({} bytes), {} z ({} bytes)",
+                stats.writes, stats.data_bytes, stats.zeros, stats.zero_bytes
+            );
+            match sidecar {
+                Some(n) => println!("integrity: {integrity} ({n} bytes)"),
+                None => println!("integrity: {integrity}"),
+            }
+        }
+        return Ok(());
+    }
+    let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
+    let mut side = match &a.integrity_sidecar {
+        Some(p) => Some(Output::create(p).map_err(|e| err(io_errno(&e)))?),
+        None => None,
+    };
+    let res = (|| {
+        let (_, m) = write_diff(
+            &mut IoSink(&mut out),
+            format,
+            seal,
+            from.as_mut(),
+            &mut to,
+            &header,
+            &opts,
             &mut |d, t| prog.update(d, t),
         )?;
-        enc.finish().map_err(ExportError::Write)?;
+        if let Some(m) = m {
+            match (side.as_mut(), format) {
+                (Some(s), _) => s.write_all(&m.to_trailer()).map_err(wr)?,
+                (None, Format::DiffV1) => out.write_all(&m.to_trailer()).map_err(wr)?,
+                _ => {}
+            }
+        }
         Ok::<(), ExportError<std::io::Error, std::io::Error>>(())
     })();
     let code = match res {
-        Ok(()) => match out.commit() {
+        Ok(()) => match out
+            .commit()
+            .and_then(|()| side.map_or(Ok(()), Output::commit))
+        {
             Ok(()) => {
                 prog.finish(true);
                 return Ok(());
             }
             Err(e) => io_errno(&e),
         },
-        Err(ExportError::Read(e)) | Err(ExportError::Write(EncodeError::Sink(e))) => io_errno(&e),
-        Err(_) => EINVAL,
+        Err(e) => export_code(&e),
     };
     prog.finish(false);
     Err(err(code).into())
+}
+
+fn wr(e: std::io::Error) -> ExportError<std::io::Error, std::io::Error> {
+    ExportError::Write(EncodeError::Sink(e))
+}
+
+fn export_code(e: &ExportError<std::io::Error, std::io::Error>) -> i32 {
+    match e {
+        ExportError::Read(e) | ExportError::Write(EncodeError::Sink(e)) => io_errno(e),
+        _ => EINVAL,
+    }
+}
+
+/// A sink that only counts (for --dry-run).
+struct Count(u64);
+
+impl Sink for Count {
+    type Error = std::io::Error;
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
+        self.0 += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Export one diff into `sink`; with `seal`, also its integrity manifest
+/// (v2: already written in-band; v1: for the caller to append or store).
+#[allow(clippy::too_many_arguments)]
+fn write_diff<S: Sink<Error = std::io::Error>>(
+    sink: S,
+    format: Format,
+    seal: bool,
+    from: Option<&mut Dev>,
+    to: &mut Dev,
+    header: &DiffHeader<'_>,
+    opts: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(ExportStats, Option<Manifest>), ExportError<std::io::Error, std::io::Error>> {
+    if !seal {
+        let mut enc = Encoder::diff(sink, format).map_err(ExportError::Write)?;
+        let st = export_diff(from, to, header, opts, &mut enc, progress)?;
+        enc.finish().map_err(ExportError::Write)?;
+        return Ok((st, None));
+    }
+    let mut enc = Encoder::diff(HashingSink::new(sink), format).map_err(ExportError::Write)?;
+    let (st, m) = export_diff_sealed(from, to, header, opts, &mut enc, progress)?;
+    enc.finish().map_err(ExportError::Write)?;
+    Ok((st, Some(m)))
 }

@@ -1,15 +1,22 @@
 //! `import-diff`: apply a diff to an image, then create its end snapshot.
 
-use super::{Target, input_len, no_snap, open_input, show};
+use super::{Output, Target, input_len, no_snap, open_input, show};
 use crate::dev::Dev;
-use crate::errors::{EBADMSG, EEXIST, EINVAL, Fail, errstr, io_errno};
+use crate::errors::{EBADMSG, EEXIST, EINVAL, EIO, ENOENT, ENOSPC, Fail, errstr, io_errno};
+use crate::integ::{self, Journal};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::{Image, Store, check_name};
+use rbdiff::encode::IoSink;
 use rbdiff::error::{ErrorKind, Expected};
-use rbdiff::image::{Applier, ApplyError};
+use rbdiff::image::{Applier, ApplyError, UndoRecorder};
+use rbdiff::integrity::{
+    FOOTER_LEN, MAX_MANIFEST_BYTES, StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES,
+    TRAILER_MAGIC, VerifyError,
+};
 use rbdiff::{Config, DecodeError, Event, EventReader, FormatSet, ReadError};
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -24,7 +31,30 @@ must not; an 's' record resizes the image at once; 'w' payloads are cut into
 'z' records, become holes; the TO snapshot is created only after every record
 was applied, so an interrupted import can simply be run again.
 Accepts 'rbd diff v1' and (extension) 'rbd diff v2' with its protection
-record; --rbd-compat accepts v1 only, as rbd does.";
+record; --rbd-compat accepts v1 only, as rbd does.
+
+Verified backups (extension, docs/integrity.md):
+  rbdiff export-diff --integrity --from-snap mon vm1@tue tue.diff
+  rbdiff import-diff tue.diff restored          # base checked before any write
+  rbdiff import-diff --integrity tue.diff.rbdiff-integrity - restored < tue.diff
+  rbdiff import-diff --undo tue.undo.diff tue.diff restored
+  rbdiff import-diff tue.undo.diff restored     # back to the previous state
+
+When the diff carries integrity data (v1 trailer, v2 'H'/'K' records, or a
+sidecar: --integrity FILE, or DIFF.rbdiff-integrity next to the diff), the
+image's blocks the diff overwrites are checked against it BEFORE anything is
+written: a wrong base is refused (rc 22) naming the first mismatching block;
+--force skips only that check. Every payload is checked while applying (a
+corrupt one stops the import with its stream offset, rc 74) and the result
+is read back at the end; the end snapshot is created only after all checks.
+From a pipe without a sidecar the integrity data arrives after the data: the
+base cannot be checked first, the stream and the result still are.
+--no-verify (or --rbd-compat) turns all of it off.
+A diff read from a file is resumable: a journal (TARGET.rbdiff-resume, or a
+file in the store image's directory) records a checkpoint every 64 MiB; a
+re-run continues where the interrupted one stopped, and the journal is
+removed on success. --undo PATH writes a diff that restores the image as it
+was before this import (refused for diffs with unsorted/overlapping records).";
 
 /// Apply an incremental diff to image HEAD, then create a snapshot.
 #[derive(clap::Args, Debug)]
@@ -41,9 +71,24 @@ pub struct Args {
     /// Sparse size in B/K/M [default: 4K].
     #[arg(long, value_parser = size::bytes, default_value = "4K")]
     pub sparse_size: u64,
-    /// Accept only 'rbd diff v1', as rbd 16.2.15 does.
+    /// Accept only 'rbd diff v1', as rbd 16.2.15 does (no verification).
     #[arg(long)]
     pub rbd_compat: bool,
+    /// Integrity sidecar of the diff (default: DIFF.rbdiff-integrity if present).
+    #[arg(long, value_name = "SIDECAR", conflicts_with = "no_verify")]
+    pub integrity: Option<String>,
+    /// Import even if the image is not the diff's base (other checks stay on).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not check integrity data (base, payloads, result).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Require continuing an interrupted import from its journal.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write a diff that restores the image's previous state to PATH (created exclusively).
+    #[arg(long, value_name = "PATH")]
+    pub undo: Option<String>,
     #[command(flatten)]
     pub progress: ProgressFlags,
 }
@@ -90,7 +135,8 @@ pub enum Dest<'a> {
 }
 
 impl Dest<'_> {
-    fn dev(&mut self) -> &mut Dev {
+    /// The image being written.
+    pub fn dev(&mut self) -> &mut Dev {
         match self {
             Dest::Raw(d) => d,
             Dest::Store { dev, .. } => dev,
@@ -103,8 +149,13 @@ pub struct Importer<'a> {
     pub dest: Dest<'a>,
     sparse: u64,
     applier: Applier,
-    to_snap: Option<String>,
-    protect: bool,
+    /// The diff's TO snapshot and protection (from its header).
+    pub to_snap: Option<String>,
+    pub protect: bool,
+    /// Keep the end snapshot for [`Importer::create_pending_snap`] (taken
+    /// only once the import is verified) instead of creating it at `e`.
+    pub defer_snap: bool,
+    pending_snap: Option<(String, bool)>,
     /// Diffs completed.
     pub diffs_done: u64,
     /// Size set by the last `s` record.
@@ -119,6 +170,8 @@ impl<'a> Importer<'a> {
             applier: Applier::new(sparse),
             to_snap: None,
             protect: false,
+            defer_snap: false,
+            pending_snap: None,
             diffs_done: 0,
             end_size: None,
         }
@@ -130,6 +183,39 @@ impl<'a> Importer<'a> {
             ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
             ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
         })
+    }
+
+    /// Create the end snapshot kept back by [`Importer::defer_snap`].
+    pub fn create_pending_snap(&mut self) -> Result<(), Fail> {
+        if let (Dest::Store { img, .. }, Some((name, protect))) =
+            (&mut self.dest, self.pending_snap.take())
+        {
+            img.snap_create(&name, protect)?;
+        }
+        Ok(())
+    }
+
+    /// The end snapshot still to create and its protection (for a journal).
+    pub fn snap_state(&self) -> (Option<String>, bool) {
+        match &self.pending_snap {
+            Some((n, p)) => (Some(n.clone()), *p),
+            None => (self.to_snap.clone(), self.protect),
+        }
+    }
+
+    /// Complete pending zeroing and fsync the image (before a journal entry).
+    pub fn sync(&mut self) -> Result<(), Fail> {
+        let dev = self.dest.dev();
+        self.applier.finish(dev).map_err(|e| match e {
+            ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
+            ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
+        })?;
+        dev.sync().map_err(|e| Fail::bare(io_errno(&e)))
+    }
+
+    /// What the applier did so far.
+    pub fn stats(&self) -> rbdiff::image::ApplyStats {
+        self.applier.stats()
     }
 
     /// Feed one decoded event.
@@ -181,9 +267,11 @@ impl<'a> Importer<'a> {
                     ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
                 })?;
                 dev.sync().map_err(|e| Fail::bare(io_errno(&e)))?;
-                if let (Dest::Store { img, .. }, Some(name)) = (&mut self.dest, self.to_snap.take())
-                {
-                    img.snap_create(&name, self.protect)?;
+                if let (Dest::Store { .. }, Some(name)) = (&self.dest, self.to_snap.take()) {
+                    self.pending_snap = Some((name, self.protect));
+                    if !self.defer_snap {
+                        self.create_pending_snap()?;
+                    }
                 }
                 self.diffs_done += 1;
             }
@@ -225,6 +313,27 @@ pub enum PumpFail {
     Other(Fail),
 }
 
+/// Bytes of stream between two journal entries (`RBDIFF_RESUME_INTERVAL`
+/// overrides it, for tests).
+const JOURNAL_EVERY: u64 = 64 << 20;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn note(line: &str) {
+    eprintln!("rbdiff: {line}");
+}
+
+/// The stream's fault as a failure.
+fn stream_fault(path: &str, f: &StreamFault) -> Fail {
+    Fail::new(
+        EBADMSG,
+        format!("rbdiff: import-diff: integrity check of {path} failed: {f}"),
+    )
+    .then("rbdiff: the end snapshot was not created")
+}
+
 pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     let v = a.names.resolve(
         &[&a.path, &a.image],
@@ -236,17 +345,20 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     a.path = Some(path.clone());
     let target = Target::parse(&image)?;
     let mut img_holder;
-    let dest = match &target {
-        Target::Raw(p) => Dest::Raw(Dev::open_rw(p).map_err(|e| {
-            Fail::new(
-                io_errno(&e),
-                format!(
-                    "rbd: error opening image {}: {}",
-                    p.display(),
-                    errstr(io_errno(&e))
-                ),
-            )
-        })?),
+    let (dest, journal_path) = match &target {
+        Target::Raw(p) => (
+            Dest::Raw(Dev::open_rw(p).map_err(|e| {
+                Fail::new(
+                    io_errno(&e),
+                    format!(
+                        "rbd: error opening image {}: {}",
+                        p.display(),
+                        errstr(io_errno(&e))
+                    ),
+                )
+            })?),
+            integ::raw_journal(p),
+        ),
         Target::Store(spec) => {
             no_snap(spec, "import-diff")?;
             img_holder = store.open(spec)?;
@@ -260,10 +372,14 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                     ),
                 )
             })?;
-            Dest::Store {
-                img: &mut img_holder,
-                dev,
-            }
+            let j = img_holder.dir().join(integ::STORE_JOURNAL);
+            (
+                Dest::Store {
+                    img: &mut img_holder,
+                    dev,
+                },
+                j,
+            )
         }
     };
     let fin = |f: Fail| -> anyhow::Error {
@@ -271,32 +387,365 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         f.then(format!("rbd: import-diff failed: {}", errstr(code)))
             .into()
     };
-    let input = open_input(&path).map_err(|e| {
-        fin(Fail::new(
-            io_errno(&e),
-            format!("rbd: error opening {path}"),
-        ))
-    })?;
+    let verify = !(a.no_verify || a.rbd_compat);
+    if a.integrity.is_some() && !verify {
+        return Err(Fail::new(1, "rbd: --integrity cannot be used with --rbd-compat").into());
+    }
+    let seekable = integ::is_regular(&path);
+    // Integrity data known before the stream is read.
+    let known = if verify {
+        integ::find(&path, a.integrity.as_deref()).map_err(fin)?
+    } else {
+        None
+    };
+    // A journal of an interrupted import of this diff.
+    let ident = if seekable {
+        Some(integ::Identity::of(&path).map_err(|e| {
+            fin(Fail::new(
+                io_errno(&e),
+                format!("rbd: error opening {path}"),
+            ))
+        })?)
+    } else {
+        None
+    };
+    let journal = match (
+        &ident,
+        ident.as_ref().and_then(|_| Journal::load(&journal_path)),
+    ) {
+        (_, None) => None,
+        (Some(id), Some(Ok(j))) if j.matches(id) => Some(j),
+        (_, Some(Ok(j))) => {
+            note(&format!(
+                "warning: ignoring resume journal {} (it belongs to another diff: {})",
+                journal_path.display(),
+                j.diff_path
+            ));
+            None
+        }
+        (_, Some(Err(e))) => {
+            note(&format!(
+                "warning: ignoring unreadable resume journal {}: {e}",
+                journal_path.display()
+            ));
+            None
+        }
+    };
+    if a.resume && journal.is_none() {
+        return Err(fin(Fail::new(
+            ENOENT,
+            format!(
+                "rbdiff: import-diff --resume: no resume journal of {path} at {}",
+                journal_path.display()
+            ),
+        )));
+    }
+    if journal.is_some() && a.undo.is_some() {
+        return Err(fin(Fail::new(
+            EINVAL,
+            format!(
+                "rbdiff: an interrupted import of {path} is pending ({}): the image is partly changed, \
+                 so --undo cannot record its previous state; resume without --undo",
+                journal_path.display()
+            ),
+        )));
+    }
+    let mut imp = Importer::new(dest, a.sparse_size);
+    imp.defer_snap = true;
+    // Before any write: the base check, and --undo's requirements.
+    if let (Some(k), None) = (&known, &journal) {
+        if !a.force
+            && let Err(e) = k.manifest.check_base(imp.dest.dev())
+        {
+            let mut f = Fail::new(
+                EINVAL,
+                format!(
+                    "rbdiff: import-diff: the image is not the base {path} was made from: {e} (integrity data from {})",
+                    k.source
+                ),
+            );
+            if let VerifyError::Block { offset, len, .. } = e {
+                f = f.then(format!(
+                    "rbdiff: first mismatching block: offset {offset}, length {len}"
+                ));
+            }
+            return Err(fin(f.then(
+                "rbdiff: nothing was written (--force imports anyway, --no-verify skips all checks)",
+            )));
+        }
+        if a.undo.is_some() && !integ::sorted(&k.manifest) {
+            return Err(fin(Fail::new(
+                EINVAL,
+                format!(
+                    "rbdiff: {path} has unsorted or overlapping records: --undo cannot restore such an import"
+                ),
+            )));
+        }
+    }
+    if a.undo.as_deref() == Some("-") {
+        return Err(fin(Fail::new(EINVAL, "rbdiff: --undo needs a file path")));
+    }
     let formats = if a.rbd_compat {
         FormatSet::V1
     } else {
         FormatSet::DIFFS
     };
-    let mut reader = EventReader::new(input, Config::rbd_compatible().with_formats(formats));
-    let mut imp = Importer::new(dest, a.sparse_size);
+    let config = Config::rbd_compatible().with_formats(formats);
+    let open_err = |e: std::io::Error| {
+        fin(Fail::new(
+            io_errno(&e),
+            format!("rbd: error opening {path}"),
+        ))
+    };
+    let mut reader = match &journal {
+        Some(j) => {
+            let cp = j.checkpoint().expect("matches() checked it");
+            if let Dest::Store { img, .. } = &imp.dest
+                && let Some(t) = &j.to_snap
+                && img.snap(t).is_some()
+            {
+                // The interrupted run completed: as rbd on a re-run.
+                let _ = std::fs::remove_file(&journal_path);
+                return Err(fin(Fail::new(
+                    EEXIST,
+                    format!("end snapshot '{t}' already exists, aborting"),
+                )));
+            }
+            let mut f = File::open(&path).map_err(open_err)?;
+            f.seek(SeekFrom::Start(cp.position)).map_err(open_err)?;
+            note(&format!(
+                "resuming the import of {path} at stream offset {} ({} records applied before; journal {})",
+                cp.position,
+                j.records,
+                journal_path.display()
+            ));
+            imp.to_snap = j.to_snap.clone();
+            imp.protect = j.protect;
+            imp.end_size = j.end_size;
+            let input: Box<dyn Read> = Box::new(f);
+            EventReader::resume(input, config, &cp)
+        }
+        None => EventReader::new(open_input(&path).map_err(open_err)?, config),
+    };
+    let start_at = reader.decoder().position();
+    // The stream check needs every byte: not after a resume (the result is
+    // still checked when integrity data is known).
+    let mut sv = (verify && journal.is_none())
+        .then(|| StreamVerifier::new(known.as_ref().map(|k| k.manifest.clone())));
+    let mut undo: Option<UndoRecorder<IoSink<Output>>> = None;
+    let every = env_u64("RBDIFF_RESUME_INTERVAL")
+        .unwrap_or(JOURNAL_EVERY)
+        .max(1);
+    let fail_after = env_u64("RBDIFF_TEST_CRASH_AFTER");
+    let mut journaled_at: Option<u64> = None;
+    let mut last_cp: Option<rbdiff::Checkpoint> = None;
+    let prior = journal.as_ref().map_or(0, |j| j.records);
     let mut prog = Progress::new("Importing image diff", a.progress);
-    match pump(&mut reader, &mut imp, &mut prog, input_len(&path)) {
-        Ok(()) => {
-            prog.finish(true);
-            Ok(())
+    let total = input_len(&path);
+    let res = (|| -> Result<(), Fail> {
+        loop {
+            let (is_end, is_banner_of) = {
+                let (off, ev, raw) = match reader.next_event_raw() {
+                    Ok(Some(x)) => x,
+                    Ok(None) => break,
+                    Err(ReadError::Decode(e)) => return Err(decode_fail(&e, EBADMSG)),
+                    Err(ReadError::Io(e)) => return Err(Fail::bare(io_errno(&e))),
+                };
+                if let Some(v) = sv.as_mut() {
+                    v.event(off, &ev, raw);
+                    if let Some(f) = v.fault()
+                        && !matches!(f, StreamFault::Checksum { .. } | StreamFault::Count { .. })
+                    {
+                        return Err(stream_fault(&path, &f));
+                    }
+                }
+                if let Event::Warning(ErrorKind::OutOfOrder { offset, .. }) = ev
+                    && undo.is_some()
+                {
+                    return Err(Fail::new(
+                        EINVAL,
+                        format!(
+                            "rbdiff: record at image offset {offset} (stream offset {off}) is out of order or overlaps: \
+                             --undo cannot restore such an import"
+                        ),
+                    ));
+                }
+                let banner = match ev {
+                    Event::Banner(f) => Some(f),
+                    _ => None,
+                };
+                if let Some(u) = undo.as_mut() {
+                    u.before(imp.dest.dev(), &ev)
+                        .map_err(|e| Fail::new(EIO, format!("rbdiff: {e}")))?;
+                }
+                let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
+                if !(verify && ours) {
+                    imp.event(&ev)?;
+                }
+                (matches!(ev, Event::DiffEnd), banner)
+            };
+            if let (Some(f), Some(p)) = (is_banner_of, a.undo.as_deref()) {
+                let out = Output::create(p).map_err(|e| {
+                    Fail::new(
+                        io_errno(&e),
+                        format!("rbdiff: cannot create undo diff {p}: {e}"),
+                    )
+                })?;
+                let size = imp.dest.dev().size();
+                undo = Some(UndoRecorder::new(IoSink(out), f, size).map_err(|e| {
+                    Fail::new(EIO, format!("rbdiff: writing the undo diff failed: {e}"))
+                })?);
+            }
+            let pos = reader.decoder().position();
+            if seekable && a.undo.is_none() {
+                let due = match journaled_at {
+                    None => true,
+                    Some(at) => pos - at >= every,
+                };
+                let cp = reader.decoder().checkpoint();
+                if cp.is_some() {
+                    last_cp = cp;
+                }
+                // At the end (`e` applied, image synced): the last record
+                // boundary, so a re-run only verifies and snapshots.
+                let cp = if is_end { last_cp } else { cp.filter(|_| due) };
+                if let Some(cp) = cp {
+                    imp.sync()?;
+                    let id = ident.as_ref().expect("seekable");
+                    let st = imp.stats();
+                    let (to_snap, protect) = imp.snap_state();
+                    let j = Journal {
+                        version: 1,
+                        diff_path: id.path.clone(),
+                        diff_size: id.size,
+                        diff_head_xxh3: id.head.clone(),
+                        checkpoint: crate::store::hex(&cp.to_bytes()),
+                        stream_offset: cp.position,
+                        records: prior + st.records,
+                        data_bytes: st.data_bytes,
+                        zero_bytes: st.zero_bytes,
+                        to_snap,
+                        protect,
+                        end_size: imp.end_size,
+                    };
+                    j.save(&journal_path).map_err(|e| {
+                        Fail::new(
+                            io_errno(&e),
+                            format!(
+                                "rbdiff: cannot write resume journal {}: {e}",
+                                journal_path.display()
+                            ),
+                        )
+                    })?;
+                    journaled_at = Some(pos);
+                }
+            }
+            if let Some(n) = fail_after
+                && pos >= n
+            {
+                // Test hook: die here as a killed process would.
+                eprintln!("rbdiff: RBDIFF_TEST_CRASH_AFTER reached at stream offset {pos}");
+                std::process::exit(99);
+            }
+            let done = reader.bytes_read() + start_at;
+            match (total, imp.end_size) {
+                (Some(t), _) => prog.update(done, t),
+                (None, Some(s)) => prog.update(done.min(s), s),
+                _ => {}
+            }
         }
-        Err(PumpFail::Decode(e)) => {
-            prog.finish(false);
-            Err(fin(decode_fail(&e, EBADMSG)))
+        Ok(())
+    })();
+    if let Err(f) = res {
+        prog.finish(false);
+        // A journal only helps after an interruption or an I/O failure; a
+        // stream rbd (or the integrity check) refuses would fail again.
+        if !matches!(f.code, EIO | ENOSPC) {
+            let _ = std::fs::remove_file(&journal_path);
         }
-        Err(PumpFail::Other(f)) => {
-            prog.finish(false);
-            Err(fin(f))
+        if let Some(u) = undo.take() {
+            // Put back what was changed, from the undo data recorded so far.
+            let restored = u
+                .finish()
+                .map_err(|e| e.to_string())
+                .and_then(|IoSink(out)| out.commit().map_err(|e| e.to_string()))
+                .and_then(|()| {
+                    let p = a.undo.as_deref().expect("undo path");
+                    let r = File::open(p).map_err(|e| e.to_string())?;
+                    rbdiff::image::apply_stream(r, imp.dest.dev(), Config::new(), a.sparse_size)
+                        .map_err(|e| e.to_string())?;
+                    std::fs::remove_file(p).map_err(|e| e.to_string())
+                });
+            let f = match restored {
+                Ok(()) => f.then("rbdiff: the image was restored to its previous state"),
+                Err(e) => f.then(format!(
+                    "rbdiff: restoring the previous state failed: {e} (undo data kept in {})",
+                    a.undo.as_deref().unwrap_or("-")
+                )),
+            };
+            return Err(fin(f));
+        }
+        return Err(fin(f));
+    }
+    // After the stream: the v1 trailer of a pipe, then the stream's verdict.
+    let mut manifest = known.map(|k| k.manifest);
+    if let Some(mut v) = sv.take() {
+        if manifest.is_none()
+            && !seekable
+            && reader.decoder().format() == Some(rbdiff::Format::DiffV1)
+        {
+            let mut rest = reader.buffered().to_vec();
+            let limit = MAX_MANIFEST_BYTES + FOOTER_LEN as u64 + 1;
+            let _ = reader.into_inner().take(limit).read_to_end(&mut rest);
+            if rest.ends_with(TRAILER_MAGIC) {
+                v.trailing(&rest);
+            }
+        }
+        match v.finish() {
+            Err(f) => {
+                prog.finish(false);
+                let _ = std::fs::remove_file(&journal_path);
+                return Err(fin(stream_fault(&path, &f)));
+            }
+            Ok(Some(m)) => {
+                if manifest.is_none() {
+                    note(&format!(
+                        "{path} carries integrity data after its data (read from a pipe): \
+                         the base could not be checked before writing; stream verified, checking the result"
+                    ));
+                }
+                manifest = Some(m);
+            }
+            Ok(None) => {}
         }
     }
+    if verify
+        && let Some(m) = &manifest
+        && let Err(e) = m.check_result(imp.dest.dev(), imp.end_size)
+    {
+        prog.finish(false);
+        let _ = std::fs::remove_file(&journal_path);
+        return Err(fin(Fail::new(
+            EBADMSG,
+            format!("rbdiff: import-diff: the imported image does not match {path}: {e}"),
+        )
+        .then("rbdiff: the end snapshot was not created")));
+    }
+    if let Some(u) = undo.take() {
+        let IoSink(out) = u.finish().map_err(|e| {
+            fin(Fail::new(
+                EIO,
+                format!("rbdiff: writing the undo diff failed: {e}"),
+            ))
+        })?;
+        out.commit()
+            .map_err(|e| fin(Fail::io("rbdiff: writing the undo diff failed", &e)))?;
+    }
+    if let Err(f) = imp.create_pending_snap() {
+        prog.finish(false);
+        return Err(fin(f));
+    }
+    let _ = std::fs::remove_file(&journal_path);
+    prog.finish(true);
+    Ok(())
 }

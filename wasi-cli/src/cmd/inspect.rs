@@ -5,6 +5,7 @@ use crate::errors::{EBADMSG, EINVAL, Fail, io_errno};
 use crate::progress::{Progress, ProgressFlags};
 use crate::store::feature_names;
 use rbdiff::inspect::{InspectOptions, Inspector, Summary};
+use rbdiff::integrity::StreamVerifier;
 use rbdiff::{Config, DecodeError, Decoder, Pump, PumpError};
 use std::io::Write;
 
@@ -17,7 +18,9 @@ Examples:
 Reads a 'rbd diff v1', 'rbd diff v2' or 'rbd image v2' stream and prints its
 format, snapshots, size, protection, image options and metadata, per-kind
 record counts and bytes, the extents, warnings (unsorted, overlapping, beyond
-the size, ...) and the first error with its stream offset.
+the size, ...), the first error with its stream offset, and the rbdiff
+integrity data a diff carries (checked: payload hashes, record list,
+checksum; 'rbdiff verify' also checks sidecars, bases and results).
 Exit status 0 if the stream is valid, 74 if it is truncated, 22 otherwise.";
 
 /// Describe a diff or export stream and validate it.
@@ -39,12 +42,25 @@ pub struct Args {
     pub progress: ProgressFlags,
 }
 
-/// Decode `path` fully and summarise it; also returns the decode error.
+/// Decode `path` fully and summarise it (with the integrity data it
+/// carries, checked); also returns the decode error.
 pub fn summarize(
     path: &str,
     config: Config,
     opts: InspectOptions,
     progress: ProgressFlags,
+) -> Result<(Summary, Option<DecodeError>), Fail> {
+    summarize_with(path, config, opts, progress, None)
+}
+
+/// [`summarize`], also feeding every event to `extra` (a verifier with a
+/// sidecar's manifest).
+pub fn summarize_with(
+    path: &str,
+    config: Config,
+    opts: InspectOptions,
+    progress: ProgressFlags,
+    mut extra: Option<&mut StreamVerifier>,
 ) -> Result<(Summary, Option<DecodeError>), Fail> {
     let mut input = open_input(path)
         .map_err(|e| Fail::new(io_errno(&e), format!("rbd: error opening {path}")))?;
@@ -58,8 +74,11 @@ pub fn summarize(
     let res = read_chunks(&mut *input, &mut buf, |chunk| {
         read += chunk.len() as u64;
         if err.is_none() {
-            let r = pump.feed(chunk, false, |off, ev| {
-                insp.event(off, &ev);
+            let r = pump.feed_raw(chunk, false, |off, ev, raw| {
+                insp.event_raw(off, &ev, raw);
+                if let Some(v) = extra.as_deref_mut() {
+                    v.event(off, &ev, raw);
+                }
                 Ok::<(), ()>(())
             });
             if let Err(PumpError::Decode(e)) = r {
@@ -80,8 +99,11 @@ pub fn summarize(
         ));
     }
     if err.is_none() {
-        match pump.feed(&[], true, |off, ev| {
-            insp.event(off, &ev);
+        match pump.feed_raw(&[], true, |off, ev, raw| {
+            insp.event_raw(off, &ev, raw);
+            if let Some(v) = extra.as_deref_mut() {
+                v.event(off, &ev, raw);
+            }
             Ok::<(), ()>(())
         }) {
             Ok(true) => insp.done(),
@@ -167,6 +189,20 @@ pub fn render_plain(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         }
         if d.records_truncated {
             writeln!(out, "    ... (more records not listed)")?;
+        }
+        match &d.integrity {
+            None => writeln!(out, "  integrity: none")?,
+            Some(i) => writeln!(
+                out,
+                "  integrity: {} records hashed, base size {}, {}",
+                i.entries,
+                i.base_size.map_or("unknown".to_string(), |v| v.to_string()),
+                match &i.fault {
+                    None if i.ok => "stream OK".to_string(),
+                    None => "NOT OK".to_string(),
+                    Some(f) => format!("FAULT: {f}"),
+                }
+            )?,
         }
     }
     if s.trailing_bytes > 0 {

@@ -12,6 +12,7 @@ pub mod ls;
 pub mod merge_diff;
 pub mod resize;
 pub mod rm;
+pub mod seal;
 pub mod snap;
 pub mod verify;
 
@@ -33,6 +34,12 @@ Examples (a full backup, an incremental one, a merge and a restore):
   rbdiff merge-diff mon.diff tue.diff mon+tue.diff
   rbdiff create --size 1G restored && rbdiff import-diff mon+tue.diff restored
   rbdiff inspect tue.diff
+
+Verified backups (rbdiff's integrity extension, readable by stock rbd):
+  rbdiff export-diff --integrity --from-snap mon vm1@tue tue.diff
+  rbdiff verify tue.diff --base restored         # right base? (reads only)
+  rbdiff import-diff --undo tue.undo tue.diff restored   # refuses a wrong base
+  rbdiff seal s1..s2.diff --base vm1@s1          # sidecar for a diff made by rbd
 
 Images are either plain raw files (a path that exists, or starts with '/' or
 '.') or [pool/]image[@snap] in the store (--store DIR, $RBDIFF_STORE, default
@@ -68,6 +75,7 @@ pub enum Cmd {
     Diff(diff::Args),
     Inspect(inspect::Args),
     Verify(verify::Args),
+    Seal(seal::Args),
     Create(create::Args),
     Info(info::Args),
     Resize(resize::Args),
@@ -91,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Diff(a) => diff::run(&store, a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Verify(a) => verify::run(&store, a),
+        Cmd::Seal(a) => seal::run(&store, a),
         Cmd::Create(a) => create::run(&store, a),
         Cmd::Info(a) => info::run(&store, a),
         Cmd::Resize(a) => resize::run(&store, a),
@@ -127,6 +136,24 @@ impl Target {
         }
         Ok(Target::Store(Spec::parse(arg)?))
     }
+}
+
+/// Open an image argument read-only: a raw file, or a store image's HEAD
+/// or `@snap`.
+pub fn open_image_ro(store: &Store, arg: &str) -> Result<crate::dev::Dev, Fail> {
+    let path = match Target::parse(arg)? {
+        Target::Raw(p) => p,
+        Target::Store(spec) => store.open(&spec.head())?.data_path(spec.snap.as_deref())?,
+    };
+    crate::dev::Dev::open_ro(&path).map_err(|e| {
+        Fail::new(
+            crate::errors::io_errno(&e),
+            format!(
+                "rbd: error opening image {arg}: {}",
+                crate::errors::errstr(crate::errors::io_errno(&e))
+            ),
+        )
+    })
 }
 
 /// Open an input file, or stdin for `-`. `what` names it in the error.

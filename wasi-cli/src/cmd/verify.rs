@@ -1,25 +1,39 @@
 //! `verify`: check that diffs are valid and form a chain.
 
-use super::inspect::summarize;
+use super::inspect::summarize_with;
 use crate::errors::{EBADMSG, EINVAL, Fail};
+use crate::integ;
 use crate::progress::ProgressFlags;
 use crate::store::{Spec, Store};
 use rbdiff::Config;
 use rbdiff::inspect::InspectOptions;
+use rbdiff::integrity::StreamVerifier;
 
 const EXAMPLES: &str = "\
 Examples:
   rbdiff verify mon.diff tue.diff wed.diff
   rbdiff verify --image vm1 tue.diff wed.diff   # and that they apply to vm1
   rbdiff verify backup.v2                       # an export's embedded diffs
+  rbdiff verify tue.diff                        # its integrity data: checksum, payload hashes
+  rbdiff verify tue.diff --base restored        # does it apply to this image? (reads only)
+  rbdiff verify tue.diff --result restored@tue  # did the import give the right bytes?
+  rbdiff verify --format json --integrity tue.sig - < tue.diff
 
 Every stream must decode completely (v1, v2 or image v2), and each diff's FROM
 snapshot must be the previous diff's TO snapshot. With --image, the first
 FROM snapshot must exist in that store image and the last TO snapshot must
-not (what import-diff will require). Prints one line per diff and a verdict;
-exit status 0 when the chain fits, 74 for a truncated stream, 22 otherwise.";
+not (what import-diff will require). Integrity data (docs/integrity.md) a
+diff carries (v1 trailer, v2 'H'/'K' records) or has next to it
+(DIFF.rbdiff-integrity, or --integrity SIDECAR) is checked against the
+stream: payload hashes, record list and count, stream checksum. --base
+IMAGE checks that the blocks the diff overwrites hold what it was made
+from (what import-diff checks before writing); --result IMAGE that an image
+holds what importing it leaves. IMAGE: [pool/]image[@snap] or a raw file;
+nothing is written. Prints one line per diff and a verdict (JSON with
+--format json); exit status 0 when everything checks, 74 for a truncated
+stream, 22 otherwise.";
 
-/// Check that a chain of diffs is valid and consecutive.
+/// Check that a chain of diffs is valid and consecutive, and their integrity data.
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -29,6 +43,18 @@ pub struct Args {
     /// Store image the chain is meant to be imported into.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Integrity sidecar of the (single) diff.
+    #[arg(long, value_name = "SIDECAR")]
+    pub integrity: Option<String>,
+    /// Check that the (single) diff applies to this image (reads only).
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Check that this image is what importing the (single) diff leaves.
+    #[arg(long, value_name = "IMAGE")]
+    pub result: Option<String>,
+    /// Output format.
+    #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
+    pub format: String,
     #[command(flatten)]
     pub progress: ProgressFlags,
 }
@@ -38,6 +64,7 @@ struct Link {
     from: Option<String>,
     to: Option<String>,
     size: Option<u64>,
+    integrity: String,
 }
 
 fn q(n: &Option<String>) -> String {
@@ -50,11 +77,31 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         max_records: 0,
         max_warnings: 10,
     };
+    let single = a.integrity.is_some() || a.base.is_some() || a.result.is_some();
+    if single && a.paths.len() != 1 {
+        return Err(Fail::new(
+            1,
+            "rbdiff verify: --integrity, --base and --result take exactly one diff",
+        )
+        .into());
+    }
+    let json = a.format == "json";
     let mut links: Vec<Link> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
+    let mut checks: Vec<serde_json::Value> = Vec::new();
     let mut code = 0;
     for p in &a.paths {
-        let (s, err) = summarize(p, Config::new(), opts, a.progress)?;
+        // A sidecar is checked along with whatever the stream carries.
+        let side_path = match &a.integrity {
+            Some(s) => Some(std::path::PathBuf::from(s)),
+            None if p != "-" => Some(integ::sidecar_path(p)).filter(|s| s.is_file()),
+            None => None,
+        };
+        let mut side = match &side_path {
+            Some(sp) => Some(StreamVerifier::new(Some(integ::read_sidecar(sp)?))),
+            None => None,
+        };
+        let (s, err) = summarize_with(p, Config::new(), opts, a.progress, side.as_mut())?;
         if let Some(e) = err {
             problems.push(format!("{p}: {e}"));
             code = if e.is_eof() { EBADMSG } else { EINVAL };
@@ -65,24 +112,50 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             code = EINVAL;
             continue;
         }
+        let side_verdict = side.map(|v| v.finish());
         for (i, d) in s.diffs.iter().enumerate() {
             let name = if s.diffs.len() > 1 {
                 format!("{p}[{i}]")
             } else {
                 p.clone()
             };
-            println!(
-                "{name}: {} from {} to {} size {}",
-                s.format.map_or("?", |f| f.name()),
-                q(&d.from_snap),
-                q(&d.to_snap),
-                d.size.map_or("-".to_string(), |v| v.to_string())
-            );
+            let mut integrity = match &d.integrity {
+                None => "none".to_string(),
+                Some(i) if i.ok => format!("ok ({} records hashed)", i.entries),
+                Some(i) => {
+                    let f = i.fault.clone().unwrap_or_default();
+                    problems.push(format!("{name}: integrity: {f}"));
+                    code = EINVAL;
+                    format!("FAILED: {f}")
+                }
+            };
+            if let (Some(v), Some(sp)) = (&side_verdict, &side_path) {
+                let sp = sp.display();
+                integrity = match v {
+                    Ok(Some(m)) => format!("ok ({} records hashed, sidecar {sp})", m.entries.len()),
+                    Ok(None) => "none".to_string(),
+                    Err(f) => {
+                        problems.push(format!("{name}: integrity (sidecar {sp}): {f}"));
+                        code = EINVAL;
+                        format!("FAILED (sidecar {sp}): {f}")
+                    }
+                };
+            }
+            if !json {
+                println!(
+                    "{name}: {} from {} to {} size {} integrity {integrity}",
+                    s.format.map_or("?", |f| f.name()),
+                    q(&d.from_snap),
+                    q(&d.to_snap),
+                    d.size.map_or("-".to_string(), |v| v.to_string())
+                );
+            }
             links.push(Link {
                 name,
                 from: d.from_snap.clone(),
                 to: d.to_snap.clone(),
                 size: d.size,
+                integrity,
             });
         }
     }
@@ -122,7 +195,71 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             code = EINVAL;
         }
     }
-    if problems.is_empty() {
+    // --base / --result: the manifest must be known before reading the stream.
+    if (a.base.is_some() || a.result.is_some()) && problems.is_empty() {
+        let p = &a.paths[0];
+        let known = integ::find(p, a.integrity.as_deref())?;
+        match known {
+            None => {
+                problems.push(format!(
+                    "{p} has no integrity data to check an image with (seal it: rbdiff seal)"
+                ));
+                code = EINVAL;
+            }
+            Some(k) => {
+                for (what, img) in [("base", &a.base), ("result", &a.result)] {
+                    let Some(img) = img else { continue };
+                    let mut dev = super::open_image_ro(store, img)?;
+                    let r = if what == "base" {
+                        k.manifest.check_base(&mut dev)
+                    } else {
+                        k.manifest
+                            .check_result(&mut dev, links.last().and_then(|l| l.size))
+                    };
+                    let ok = r.is_ok();
+                    let detail = match r {
+                        Ok(()) => {
+                            if !json {
+                                println!(
+                                    "{what} {img}: matches {p} ({} blocks checked)",
+                                    k.manifest.entries.len()
+                                );
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            problems.push(format!("{what} {img}: {e}"));
+                            code = EINVAL;
+                            Some(e.to_string())
+                        }
+                    };
+                    checks.push(serde_json::json!({
+                        "check": what, "image": img, "ok": ok, "error": detail,
+                        "blocks": k.manifest.entries.len(), "integrity_source": k.source,
+                    }));
+                }
+            }
+        }
+    }
+    let ok = problems.is_empty();
+    if json {
+        let v = serde_json::json!({
+            "ok": ok,
+            "diffs": links.iter().map(|l| serde_json::json!({
+                "name": l.name, "from_snap": l.from, "to_snap": l.to, "size": l.size,
+                "integrity": l.integrity,
+            })).collect::<Vec<_>>(),
+            "checks": checks,
+            "problems": problems,
+        });
+        println!("{v}");
+        return if ok {
+            Ok(())
+        } else {
+            Err(Fail::bare(code).into())
+        };
+    }
+    if ok {
         let (first, last) = (links.first(), links.last());
         println!(
             "OK: {} diff(s) from {} to {}, final size {}",

@@ -1,0 +1,200 @@
+//! The integrity extension in the CLI (format: `docs/integrity.md`; all of
+//! its logic lives in `rbdiff::integrity`): finding a diff's integrity data
+//! before reading it, the messages, and the resume journal of `import-diff`.
+
+use crate::errors::{EINVAL, Fail, io_errno};
+use crate::store::{hex, unhex};
+use rbdiff::Checkpoint;
+use rbdiff::integrity::{Manifest, read_tail};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Default sidecar of `diff`: `DIFF.rbdiff-integrity`.
+pub fn sidecar_path(diff: &str) -> PathBuf {
+    PathBuf::from(format!("{diff}.rbdiff-integrity"))
+}
+
+/// Is `path` a regular file (seekable: its end can be read first)?
+pub fn is_regular(path: &str) -> bool {
+    path != "-" && fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
+}
+
+/// Parse a sidecar file.
+pub fn read_sidecar(p: &Path) -> Result<Manifest, Fail> {
+    let b = fs::read(p).map_err(|e| {
+        Fail::new(
+            io_errno(&e),
+            format!("rbdiff: cannot read integrity sidecar {}: {e}", p.display()),
+        )
+    })?;
+    Manifest::from_trailer(&b).map_err(|e| {
+        Fail::new(
+            EINVAL,
+            format!("rbdiff: {} is not an integrity sidecar: {e}", p.display()),
+        )
+    })
+}
+
+/// Integrity data of a diff known before its data is read, and where it came from.
+pub struct Known {
+    pub manifest: Manifest,
+    pub source: String,
+}
+
+/// The integrity data of diff `path` that can be read before the stream:
+/// the explicit `sidecar`, else the end of a regular file (v1 trailer or v2
+/// `H`/`K` records), else `DIFF.rbdiff-integrity` if it exists.
+pub fn find(path: &str, sidecar: Option<&str>) -> Result<Option<Known>, Fail> {
+    if let Some(s) = sidecar {
+        return Ok(Some(Known {
+            manifest: read_sidecar(Path::new(s))?,
+            source: format!("sidecar {s}"),
+        }));
+    }
+    if !is_regular(path) {
+        return Ok(None);
+    }
+    let mut f = File::open(path)
+        .map_err(|e| Fail::new(io_errno(&e), format!("rbd: error opening {path}")))?;
+    match read_tail(&mut f) {
+        Ok(Some(m)) => {
+            let source = if m.checksum.is_some_and(|c| c.hashes_offset > 0) {
+                "its in-band records"
+            } else {
+                "its trailer"
+            };
+            return Ok(Some(Known {
+                manifest: m,
+                source: source.to_string(),
+            }));
+        }
+        Ok(None) => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(Fail::new(
+                EINVAL,
+                format!("rbdiff: the integrity data at the end of {path} is malformed: {e}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Fail::new(
+                io_errno(&e),
+                format!("rbd: error reading {path}: {e}"),
+            ));
+        }
+    }
+    let side = sidecar_path(path);
+    if side.is_file() {
+        return Ok(Some(Known {
+            manifest: read_sidecar(&side)?,
+            source: format!("sidecar {}", side.display()),
+        }));
+    }
+    Ok(None)
+}
+
+/// True if the manifest's records are ascending and do not overlap (what
+/// an undo diff needs).
+pub fn sorted(m: &Manifest) -> bool {
+    m.entries
+        .windows(2)
+        .all(|w| w[1].offset >= w[0].offset.saturating_add(w[0].len))
+}
+
+/// What identifies a diff file for the resume journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub path: String,
+    pub size: u64,
+    /// XXH3-128 of its first MiB, hex.
+    pub head: String,
+}
+
+impl Identity {
+    /// Identify the diff file at `path`.
+    pub fn of(path: &str) -> io::Result<Identity> {
+        let mut f = File::open(path)?;
+        let size = f.metadata()?.len();
+        let mut buf = Vec::with_capacity(1 << 20);
+        (&mut f).take(1 << 20).read_to_end(&mut buf)?;
+        let abs = fs::canonicalize(path)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| path.to_string());
+        Ok(Identity {
+            path: abs,
+            size,
+            head: hex(&rbdiff::integrity::hash(&buf).to_le_bytes()),
+        })
+    }
+}
+
+/// The resume journal of an import: enough to continue it at a checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub diff_path: String,
+    pub diff_size: u64,
+    pub diff_head_xxh3: String,
+    /// `Checkpoint::to_bytes`, hex.
+    pub checkpoint: String,
+    /// Stream offset of the checkpoint (also inside it; for people).
+    pub stream_offset: u64,
+    /// What the import had applied at the checkpoint.
+    pub records: u64,
+    pub data_bytes: u64,
+    pub zero_bytes: u64,
+    /// Importer state from the diff's header.
+    pub to_snap: Option<String>,
+    pub protect: bool,
+    pub end_size: Option<u64>,
+}
+
+impl Journal {
+    /// The decoder checkpoint.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        Checkpoint::from_bytes(&unhex(&self.checkpoint)?)
+    }
+
+    /// Does it belong to this diff?
+    pub fn matches(&self, id: &Identity) -> bool {
+        self.version == 1
+            && self.diff_path == id.path
+            && self.diff_size == id.size
+            && self.diff_head_xxh3 == id.head
+            && self.checkpoint().is_some_and(|c| c.position <= id.size)
+    }
+
+    /// Read a journal: `None` if there is none, `Err` if unreadable.
+    pub fn load(path: &Path) -> Option<Result<Journal, String>> {
+        match fs::read(path) {
+            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| e.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(e.to_string())),
+        }
+    }
+
+    /// Write atomically: temp file, fsync, rename over the old one.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)
+    }
+}
+
+/// Journal path of a raw target: `TARGET.rbdiff-resume`.
+pub fn raw_journal(target: &Path) -> PathBuf {
+    let mut p = target.as_os_str().to_owned();
+    p.push(".rbdiff-resume");
+    PathBuf::from(p)
+}
+
+/// Journal file name inside a store image's directory.
+pub const STORE_JOURNAL: &str = "import-diff.rbdiff-resume";
