@@ -198,3 +198,16 @@ pub fn raw_journal(target: &Path) -> PathBuf {
 
 /// Journal file name inside a store image's directory.
 pub const STORE_JOURNAL: &str = "import-diff.rbdiff-resume";
+
+/// Whether the stream at `path` may carry integrity data: a pipe may (it
+/// arrives after the data), a regular file only if it ends with some (an
+/// unreadable or malformed end counts as "may", so it gets checked).
+pub fn may_carry(path: &str) -> bool {
+    if !is_regular(path) {
+        return true;
+    }
+    match File::open(path) {
+        Ok(mut f) => !matches!(read_tail(&mut f), Ok(None)),
+        Err(_) => true,
+    }
+}

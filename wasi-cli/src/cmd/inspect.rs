@@ -68,6 +68,9 @@ pub fn summarize_with(
     let mut prog = Progress::new("Inspecting", progress);
     let mut pump = Pump::new(Decoder::new(config));
     let mut insp = Inspector::new(opts);
+    // Integrity data is checked against every byte; a regular file that
+    // carries none (nothing at its end) is not hashed.
+    let check = extra.is_some() || crate::integ::may_carry(path);
     let mut buf = vec![0u8; 1 << 20];
     let mut err: Option<DecodeError> = None;
     let mut read = 0u64;
@@ -75,7 +78,11 @@ pub fn summarize_with(
         read += chunk.len() as u64;
         if err.is_none() {
             let r = pump.feed_raw(chunk, false, |off, ev, raw| {
-                insp.event_raw(off, &ev, raw);
+                if check {
+                    insp.event_raw(off, &ev, raw);
+                } else {
+                    insp.event(off, &ev);
+                }
                 if let Some(v) = extra.as_deref_mut() {
                     v.event(off, &ev, raw);
                 }
@@ -100,7 +107,11 @@ pub fn summarize_with(
     }
     if err.is_none() {
         match pump.feed_raw(&[], true, |off, ev, raw| {
-            insp.event_raw(off, &ev, raw);
+            if check {
+                insp.event_raw(off, &ev, raw);
+            } else {
+                insp.event(off, &ev);
+            }
             if let Some(v) = extra.as_deref_mut() {
                 v.event(off, &ev, raw);
             }
