@@ -51,7 +51,7 @@ From a pipe without a sidecar the integrity data arrives after the data: the
 base cannot be checked first, the stream and the result still are.
 --no-verify (or --rbd-compat) turns all of it off.
 A diff read from a file is resumable: a journal (TARGET.rbdiff-resume, or a
-file in the store image's directory) records a checkpoint every 64 MiB; a
+file in the store image's directory) records a checkpoint every 512 MiB; a
 re-run continues where the interrupted one stopped, and the journal is
 removed on success. --undo PATH writes a diff that restores the image as it
 was before this import (refused for diffs with unsorted/overlapping records).";
