@@ -57,10 +57,10 @@ for p, f in re.findall(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
 for kind, n in re.findall(r"^(?:#|\u2139) (pass|fail) (\d+)$", text, re.M):   # node --test (tap, spec)
     if kind == "pass": passed += int(n)
     else: failed += int(n)
-for m in re.finditer(r"^=+ (.*) in [\d.]+s", text, re.M):          # pytest
-    for n, kind in re.findall(r"(\d+) (passed|failed|error)", m.group(1)):
+for m in re.finditer(r"^(?:=+ )?(\d+ (?:passed|failed).*) in [\d.]+s", text, re.M):  # pytest
+    for n, kind in re.findall(r"(\d+) (passed|failed|errors?)\b", m.group(1)):
         if kind == "passed": passed += int(n)
         else: failed += int(n)
-print(f"all tests: {passed} passed, {failed} failed")
+print(f"tests: {passed} passed, {failed} failed")
 sys.exit(1 if failed or passed == 0 else 0)
 PY
