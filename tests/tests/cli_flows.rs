@@ -3,7 +3,7 @@
 
 mod cli_common;
 
-use cli_common::{Cli, Runner, manifest, recorded_sha, sha256, sha256_file};
+use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256, sha256_file};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -89,19 +89,6 @@ fn snaps(c: &Cli, img: &str) -> Vec<String> {
         .expect("arr")
         .iter()
         .map(|s| s["name"].as_str().expect("n").to_string())
-        .collect()
-}
-
-/// Pseudo-random but reproducible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
         .collect()
 }
 

@@ -5,7 +5,7 @@
 
 mod cli_common;
 
-use cli_common::{Cli, Runner, manifest, recorded_sha, sha256_file};
+use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256_file};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -70,19 +70,6 @@ fn flip(path: &std::path::Path, at: u64, mask: u8) {
     b[0] ^= mask;
     f.seek(SeekFrom::Start(at)).expect("seek");
     f.write_all(&b).expect("write");
-}
-
-/// Pseudo-random but reproducible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
 }
 
 /// Sealed s1 and s1->s2 diffs (v1 trailer, v2 in-band) and an image `dst`

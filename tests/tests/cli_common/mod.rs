@@ -309,3 +309,16 @@ pub fn image_of(m: &serde_json::Value) -> (String, u64, Vec<String>) {
         snaps,
     )
 }
+
+/// Pseudo-random but reproducible bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
