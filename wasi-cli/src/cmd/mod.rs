@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 const TOP_EXAMPLES: &str = "\
 Examples (a full backup, an incremental one, a merge and a restore):
-  rbdiff create --size 1G vm1                    # an image in ./rbdiff-store
-  rbdiff import disk.raw vm1                     # or start from a raw disk image
+  rbdiff import disk.raw vm1                     # a raw disk image into ./rbdiff-store
+                                                 # (or: rbdiff create --size 1G vm1)
   rbdiff snap create vm1@mon
   rbdiff export-diff vm1@mon mon.diff            # full backup
   rbdiff snap create vm1@tue
