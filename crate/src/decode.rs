@@ -757,6 +757,17 @@ impl Decoder {
                     ));
                 }
                 let mut nth = 0u8;
+                // Header records (f, t, p, s) after data records.
+                macro_rules! after_data {
+                    () => {
+                        verdict!(
+                            self.config.metadata_after_data,
+                            self.diff.seen_data,
+                            ErrorKind::MetadataAfterData { tag: t },
+                            &mut nth
+                        );
+                    };
+                }
                 match t {
                     tag::FROM_SNAP | tag::TO_SNAP => {
                         let exp = if t == tag::FROM_SNAP {
@@ -774,12 +785,7 @@ impl Decoder {
                         }
                         let end = h + 4 + n as usize;
                         need!(end, exp);
-                        verdict!(
-                            self.config.metadata_after_data,
-                            self.diff.seen_data,
-                            ErrorKind::MetadataAfterData { tag: t },
-                            &mut nth
-                        );
+                        after_data!();
                         let actual = 4 + u64::from(n);
                         verdict!(
                             self.config.length_mismatch,
@@ -801,12 +807,7 @@ impl Decoder {
                     }
                     tag::PROTECTION => {
                         need!(h + 1, Expected::Protection);
-                        verdict!(
-                            self.config.metadata_after_data,
-                            self.diff.seen_data,
-                            ErrorKind::MetadataAfterData { tag: t },
-                            &mut nth
-                        );
+                        after_data!();
                         // rbd 16.2.15 declares 8 and writes 1 byte; rbd reads 1.
                         verdict!(
                             self.config.length_mismatch,
@@ -822,12 +823,7 @@ impl Decoder {
                     }
                     tag::SIZE => {
                         need!(h + 8, Expected::ImageSize);
-                        verdict!(
-                            self.config.metadata_after_data,
-                            self.diff.seen_data,
-                            ErrorKind::MetadataAfterData { tag: t },
-                            &mut nth
-                        );
+                        after_data!();
                         verdict!(
                             self.config.length_mismatch,
                             v2 && len != 8,
