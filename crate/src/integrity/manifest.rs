@@ -171,26 +171,7 @@ impl Manifest {
         &self,
         base: &mut S,
     ) -> Result<(), VerifyError<S::Error>> {
-        if let Some(expected) = self.base_size
-            && base.size() != expected
-        {
-            return Err(VerifyError::Size {
-                expected,
-                actual: base.size(),
-            });
-        }
-        let mut buf = vec![];
-        for (index, e) in self.entries.iter().enumerate() {
-            if hash_range(base, e.offset, e.len, &mut buf).map_err(VerifyError::Read)? != e.pre {
-                return Err(VerifyError::Block {
-                    index,
-                    offset: e.offset,
-                    len: e.len,
-                    base: true,
-                });
-            }
-        }
-        Ok(())
+        self.check(base, self.base_size, true)
     }
 
     /// Checks `image` holds what applying the diff leaves: `size` (the
@@ -199,6 +180,15 @@ impl Manifest {
         &self,
         image: &mut S,
         size: Option<u64>,
+    ) -> Result<(), VerifyError<S::Error>> {
+        self.check(image, size, false)
+    }
+
+    fn check<S: BlockSource + ?Sized>(
+        &self,
+        image: &mut S,
+        size: Option<u64>,
+        base: bool,
     ) -> Result<(), VerifyError<S::Error>> {
         if let Some(expected) = size
             && image.size() != expected
@@ -210,13 +200,19 @@ impl Manifest {
         }
         let mut buf = vec![];
         for (index, e) in self.entries.iter().enumerate() {
-            let len = e.len.min(image.size().saturating_sub(e.offset));
-            if hash_range(image, e.offset, len, &mut buf).map_err(VerifyError::Read)? != e.post {
+            // The base reads as zeros past its end; a result is hashed as far
+            // as the image reaches (records straddling the size are clipped).
+            let (len, want) = if base {
+                (e.len, e.pre)
+            } else {
+                (e.len.min(image.size().saturating_sub(e.offset)), e.post)
+            };
+            if hash_range(image, e.offset, len, &mut buf).map_err(VerifyError::Read)? != want {
                 return Err(VerifyError::Block {
                     index,
                     offset: e.offset,
                     len: e.len,
-                    base: false,
+                    base,
                 });
             }
         }
