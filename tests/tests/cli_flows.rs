@@ -3,7 +3,7 @@
 
 mod cli_common;
 
-use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256, sha256_file};
+use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256, sha256_file, snaps};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -80,16 +80,6 @@ fn pipelines(c: &Cli) {
         };
         assert_eq!(Some(c.export_sha(p)), recorded_sha(&m, raw), "{p}");
     }
-}
-
-fn snaps(c: &Cli, img: &str) -> Vec<String> {
-    let v: Value = serde_json::from_slice(&c.ok(&["snap", "ls", "--format", "json", img]).stdout)
-        .expect("json");
-    v.as_array()
-        .expect("arr")
-        .iter()
-        .map(|s| s["name"].as_str().expect("n").to_string())
-        .collect()
 }
 
 /// Kill import-diff at several points; re-running converges, and the end

@@ -5,7 +5,7 @@
 
 mod cli_common;
 
-use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256_file};
+use cli_common::{Cli, Runner, manifest, noise, recorded_sha, sha256_file, snaps};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -19,16 +19,6 @@ fn basic_src(c: &Cli) {
         &c.fx("basic-64k/export/image.v2"),
         "src",
     ]);
-}
-
-fn snaps(c: &Cli, img: &str) -> Vec<String> {
-    let v: Value = serde_json::from_slice(&c.ok(&["snap", "ls", "--format", "json", img]).stdout)
-        .expect("json");
-    v.as_array()
-        .expect("arr")
-        .iter()
-        .map(|s| s["name"].as_str().expect("n").to_string())
-        .collect()
 }
 
 fn head(c: &Cli, img: &str) -> std::path::PathBuf {

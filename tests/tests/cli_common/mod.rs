@@ -322,3 +322,15 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Snapshot names of a store image, in creation order (`snap ls --format json`).
+pub fn snaps(c: &Cli, img: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&c.ok(&["snap", "ls", "--format", "json", img]).stdout)
+            .expect("json");
+    v.as_array()
+        .expect("arr")
+        .iter()
+        .map(|s| s["name"].as_str().expect("n").to_string())
+        .collect()
+}

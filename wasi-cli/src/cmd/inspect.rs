@@ -55,6 +55,26 @@ pub fn summarize(
 
 /// [`summarize`], also feeding every event to `extra` (a verifier with a
 /// sidecar's manifest).
+/// One decoded event into the summary (checking integrity data against the
+/// raw bytes when `check`) and the optional sidecar verifier.
+fn on_event(
+    insp: &mut Inspector,
+    extra: Option<&mut StreamVerifier>,
+    check: bool,
+    off: u64,
+    ev: &rbdiff::Event<'_>,
+    raw: &[u8],
+) {
+    if check {
+        insp.event_raw(off, ev, raw);
+    } else {
+        insp.event(off, ev);
+    }
+    if let Some(v) = extra {
+        v.event(off, ev, raw);
+    }
+}
+
 pub fn summarize_with(
     path: &str,
     config: Config,
@@ -78,14 +98,7 @@ pub fn summarize_with(
         read += chunk.len() as u64;
         if err.is_none() {
             let r = pump.feed_raw(chunk, false, |off, ev, raw| {
-                if check {
-                    insp.event_raw(off, &ev, raw);
-                } else {
-                    insp.event(off, &ev);
-                }
-                if let Some(v) = extra.as_deref_mut() {
-                    v.event(off, &ev, raw);
-                }
+                on_event(&mut insp, extra.as_deref_mut(), check, off, &ev, raw);
                 Ok::<(), ()>(())
             });
             if let Err(PumpError::Decode(e)) = r {
@@ -107,14 +120,7 @@ pub fn summarize_with(
     }
     if err.is_none() {
         match pump.feed_raw(&[], true, |off, ev, raw| {
-            if check {
-                insp.event_raw(off, &ev, raw);
-            } else {
-                insp.event(off, &ev);
-            }
-            if let Some(v) = extra.as_deref_mut() {
-                v.event(off, &ev, raw);
-            }
+            on_event(&mut insp, extra.as_deref_mut(), check, off, &ev, raw);
             Ok::<(), ()>(())
         }) {
             Ok(true) => insp.done(),
