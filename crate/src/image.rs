@@ -615,7 +615,7 @@ where
     B: BlockSource<Error = A::Error> + ?Sized,
     S: Sink,
 {
-    let stats = export_records(from, to, header, opts, enc, progress, &mut |_| {})?;
+    let stats = export_records(from, to, header, opts, enc, progress, &mut |_, _| {})?;
     enc.end_diff().map_err(ExportError::Write)?;
     Ok(stats)
 }
@@ -631,10 +631,14 @@ pub struct Exported<'a> {
     pub data: &'a [u8],
     /// The base's bytes in the same range.
     pub base: Option<&'a [u8]>,
+    /// True for a `z` record (`data` is all zeros).
+    pub zero: bool,
 }
 
 /// [`export_diff`] without the final `e`: writes the header and the records,
-/// calling `on_record` after each one (integrity hashing hooks in here).
+/// calling `on_record` for each one (integrity hashing hooks in here): for a
+/// `w` record after its header and before its payload is written, for a `z`
+/// record after it.
 pub fn export_records<A, B, S>(
     from: Option<&mut A>,
     to: &mut B,
@@ -642,7 +646,7 @@ pub fn export_records<A, B, S>(
     opts: &ExportOptions,
     enc: &mut Encoder<S>,
     progress: &mut dyn FnMut(u64, u64),
-    on_record: &mut dyn FnMut(&Exported<'_>),
+    on_record: &mut dyn FnMut(&Exported<'_>, &mut Encoder<S>),
 ) -> Result<ExportStats, ExportError<A::Error, S::Error>>
 where
     A: BlockSource + ?Sized,
@@ -760,18 +764,23 @@ where
         for &(s, e) in &runs {
             let piece = &t[s..e];
             let off = start + s as u64;
-            on_record(&Exported {
+            let rec = Exported {
                 offset: off,
                 data: piece,
                 base: f.map(|f| &f[s..e]),
-            });
-            if is_zero(piece) {
+                zero: is_zero(piece),
+            };
+            if rec.zero {
                 enc.zero(off, piece.len() as u64)
                     .map_err(ExportError::Write)?;
+                on_record(&rec, enc);
                 stats.zeros += 1;
                 stats.zero_bytes += piece.len() as u64;
             } else {
-                enc.write(off, piece).map_err(ExportError::Write)?;
+                enc.begin_write(off, piece.len() as u64)
+                    .map_err(ExportError::Write)?;
+                on_record(&rec, enc);
+                enc.data(piece).map_err(ExportError::Write)?;
                 stats.writes += 1;
                 stats.data_bytes += piece.len() as u64;
             }
@@ -807,12 +816,33 @@ where
         base_size,
         ..Manifest::default()
     };
-    let stats = export_records(from, to, header, opts, enc, progress, &mut |r| {
+    let mut zeros: Option<(u64, u128)> = None;
+    let stats = export_records(from, to, header, opts, enc, progress, &mut |r, enc| {
+        let len = r.data.len() as u64;
+        let mut zero_hash = || match zeros {
+            Some((l, h)) if l == len => h,
+            _ => {
+                let h = hash_zeros(len);
+                zeros = Some((len, h));
+                h
+            }
+        };
+        let pre = match r.base {
+            Some(b) => hash(b),
+            None => zero_hash(),
+        };
+        let post = if r.zero {
+            zero_hash()
+        } else {
+            let h = hash(r.data);
+            enc.sink_mut().payload(len, h);
+            h
+        };
         m.entries.push(Entry {
             offset: r.offset,
-            len: r.data.len() as u64,
-            pre: r.base.map_or_else(|| hash_zeros(r.data.len() as u64), hash),
-            post: hash(r.data),
+            len,
+            pre,
+            post,
         });
     })?;
     let w = ExportError::Write;

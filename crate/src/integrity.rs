@@ -7,8 +7,9 @@
 //!   offset, length, the XXH3-128 of the base image's bytes there (the
 //!   *pre-image*) and of the bytes the record leaves there (the *post-image*);
 //! * a **checksum** payload (48 bytes, magic `RBDIFFK1`): record count, the
-//!   XXH3-128 of the diff's bytes from its banner up to the checksum, and
-//!   where the hashes payload starts.
+//!   XXH3-128 of the diff's bytes from its banner up to the checksum (each
+//!   `w` payload replaced by its hash, see [`StreamHasher`]), and where the
+//!   hashes payload starts.
 //!
 //! They travel as two v2 records with tags [`TAG_HASHES`] (`H`) and
 //! [`TAG_CHECKSUM`] (`K`) just before the `e` (rbd skips each by its length
@@ -116,6 +117,69 @@ impl Hasher {
     }
 }
 
+/// The stream checksum's hasher. The checksum covers a diff's bytes with
+/// every `w` payload replaced by its XXH3-128 (16 bytes, little-endian): a
+/// payload is hashed once, for its post-image hash, and the checksum covers
+/// that hash (so it still binds every payload byte, and the entries list).
+/// [`bytes`](Self::bytes) counts the real stream bytes.
+#[derive(Clone)]
+pub struct StreamHasher {
+    inner: Xxh3,
+    bytes: u64,
+}
+
+impl core::fmt::Debug for StreamHasher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamHasher")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl Default for StreamHasher {
+    fn default() -> Self {
+        StreamHasher::new()
+    }
+}
+
+impl StreamHasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        StreamHasher {
+            inner: Xxh3::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Stream bytes that are not part of a `w` payload.
+    pub fn update(&mut self, b: &[u8]) {
+        self.inner.update(b);
+        self.bytes += b.len() as u64;
+    }
+
+    /// A `w` payload of `len` bytes whose XXH3-128 is `digest`.
+    pub fn payload(&mut self, len: u64, digest: u128) {
+        self.inner.update(&digest.to_le_bytes());
+        self.bytes += len;
+    }
+
+    /// Stream bytes covered so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The checksum so far.
+    pub fn digest(&self) -> u128 {
+        self.inner.digest128()
+    }
+
+    /// Start again.
+    pub fn reset(&mut self) {
+        self.inner.reset();
+        self.bytes = 0;
+    }
+}
+
 /// One record's hashes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -211,7 +275,8 @@ pub struct Checksum {
     /// Bytes covered: from the diff's banner up to the checksum (v2), or to
     /// the `e` inclusive (v1 trailer, sidecar).
     pub stream_bytes: u64,
-    /// XXH3-128 of those bytes.
+    /// XXH3-128 of those bytes, each `w` payload replaced by its own
+    /// XXH3-128 ([`StreamHasher`]).
     pub hash: u128,
     /// Offset of the hashes payload: in the stream for v2 (of its `H` tag),
     /// from the start of the trailer for v1 and sidecars.
@@ -382,11 +447,15 @@ mod manifest;
 #[cfg(feature = "alloc")]
 pub use manifest::*;
 
-/// A [`crate::Sink`] that hashes what passes through it (for the checksum).
+/// A [`crate::Sink`] that computes the stream checksum ([`StreamHasher`])
+/// of what passes through it. Before each `w` payload is written, tell it
+/// the payload's hash with [`payload`](Self::payload): those bytes are then
+/// counted, not hashed again.
 #[derive(Debug)]
 pub struct HashingSink<S> {
     inner: S,
-    hasher: Hasher,
+    hasher: StreamHasher,
+    skip: u64,
 }
 
 impl<S> HashingSink<S> {
@@ -394,18 +463,26 @@ impl<S> HashingSink<S> {
     pub fn new(inner: S) -> Self {
         HashingSink {
             inner,
-            hasher: Hasher::new(),
+            hasher: StreamHasher::new(),
+            skip: 0,
         }
     }
 
-    /// The hash of what was written since the last reset.
-    pub fn hasher(&self) -> &Hasher {
+    /// The checksum of what was written since the last reset.
+    pub fn hasher(&self) -> &StreamHasher {
         &self.hasher
+    }
+
+    /// The next `len` bytes written are a `w` payload hashing to `digest`.
+    pub fn payload(&mut self, len: u64, digest: u128) {
+        self.hasher.payload(len, digest);
+        self.skip += len;
     }
 
     /// Start hashing afresh (at the banner of an embedded diff).
     pub fn reset(&mut self) {
         self.hasher.reset();
+        self.skip = 0;
     }
 
     /// The inner sink.
@@ -423,7 +500,11 @@ impl<S: crate::Sink> crate::Sink for HashingSink<S> {
     type Error = S::Error;
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), S::Error> {
         self.inner.write_all(bytes)?;
-        self.hasher.update(bytes);
+        let n = usize::try_from(self.skip)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        self.skip -= n as u64;
+        self.hasher.update(&bytes[n..]);
         Ok(())
     }
 }

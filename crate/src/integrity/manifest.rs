@@ -289,6 +289,26 @@ impl core::fmt::Display for StreamFault {
     }
 }
 
+/// Hashers of runs of zeros, the last length remembered (`z` records of a
+/// diff mostly have one length: the object size).
+#[derive(Clone, Debug, Default)]
+struct ZeroHashes(Option<(u64, Hasher)>);
+
+impl ZeroHashes {
+    /// A hasher that has hashed `len` zeros.
+    fn hasher(&mut self, len: u64) -> Hasher {
+        match &self.0 {
+            Some((l, h)) if *l == len => h.clone(),
+            _ => {
+                let mut h = Hasher::new();
+                h.zeros(len);
+                self.0 = Some((len, h.clone()));
+                h
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Seen {
     stream_offset: u64,
@@ -308,11 +328,13 @@ struct Seen {
 #[derive(Clone, Debug)]
 pub struct StreamVerifier {
     preloaded: Option<Manifest>,
-    stream: Hasher,
+    stream: StreamHasher,
     mark_k: Option<(u64, u128)>,
     mark_e: Option<(u64, u128)>,
     seen: Vec<Seen>,
-    record: Option<(Seen, Hasher, u64)>,
+    /// The open record: what it is, its payload hasher, payload bytes still
+    /// to come, and whether it is a `w` (its hash goes into the checksum).
+    record: Option<(Seen, Hasher, u64, bool)>,
     in_ext: Option<u8>,
     hashes: HashesParser,
     found: Manifest,
@@ -322,6 +344,7 @@ pub struct StreamVerifier {
     fault: Option<StreamFault>,
     count: u64,
     ended: bool,
+    zeros: ZeroHashes,
 }
 
 impl StreamVerifier {
@@ -329,7 +352,7 @@ impl StreamVerifier {
     pub fn new(preloaded: Option<Manifest>) -> Self {
         StreamVerifier {
             preloaded,
-            stream: Hasher::new(),
+            stream: StreamHasher::new(),
             mark_k: None,
             mark_e: None,
             seen: Vec::new(),
@@ -343,6 +366,7 @@ impl StreamVerifier {
             fault: None,
             count: 0,
             ended: false,
+            zeros: ZeroHashes::default(),
         }
     }
 
@@ -364,8 +388,11 @@ impl StreamVerifier {
     }
 
     fn close_record(&mut self) {
-        if let Some((mut seen, h, _)) = self.record.take() {
+        if let Some((mut seen, h, _, write)) = self.record.take() {
             seen.post = h.digest();
+            if write {
+                self.stream.payload(seen.len, seen.post);
+            }
             let index = self.seen.len();
             if let Some(m) = &self.preloaded {
                 match m.entries.get(index) {
@@ -392,7 +419,7 @@ impl StreamVerifier {
     pub fn event(&mut self, offset: u64, ev: &Event<'_>, raw: &[u8]) {
         if !matches!(ev, Event::Data { .. }) {
             // A record's payload is complete once any other event comes.
-            if let Some((_, _, left)) = &self.record
+            if let Some((_, _, left, _)) = &self.record
                 && *left == 0
             {
                 self.close_record();
@@ -416,23 +443,25 @@ impl StreamVerifier {
                     },
                     Hasher::new(),
                     len,
+                    true,
                 ));
+                self.stream.update(raw);
                 if len == 0 {
-                    self.stream.update(raw);
                     self.close_record();
-                    return;
                 }
+                return;
             }
             Event::Data { bytes, .. } => {
-                if let Some((_, h, left)) = &mut self.record {
+                // Hashed once, here; the checksum gets the payload's hash.
+                if let Some((_, h, left, _)) = &mut self.record {
                     h.update(bytes);
                     *left -= bytes.len() as u64;
                 }
+                return;
             }
             Event::Zero { offset: o, len } => {
                 self.count += 1;
-                let mut h = Hasher::new();
-                h.zeros(len);
+                let h = self.zeros.hasher(len);
                 self.record = Some((
                     Seen {
                         stream_offset: offset,
@@ -442,6 +471,7 @@ impl StreamVerifier {
                     },
                     h,
                     0,
+                    false,
                 ));
                 self.stream.update(raw);
                 self.close_record();
@@ -605,26 +635,35 @@ pub fn seal_stream<R: std::io::Read, B: BlockSource + ?Sized>(
         base_size: base.as_ref().map(|b| b.size()),
         ..Manifest::default()
     };
-    let mut stream = Hasher::new();
-    let mut post: Option<Hasher> = None;
-    let mut cur: Option<(u64, u64, u128)> = None;
+    let mut stream = StreamHasher::new();
+    // The open record: offset, length, pre-image hash, payload hasher, is a `w`.
+    let mut cur: Option<(u64, u64, u128, Hasher, bool)> = None;
     let mut buf = vec![];
-    let close =
-        |m: &mut Manifest, cur: &mut Option<(u64, u64, u128)>, post: &mut Option<Hasher>| {
-            if let (Some((offset, len, pre)), Some(h)) = (cur.take(), post.take()) {
-                m.entries.push(Entry {
-                    offset,
-                    len,
-                    pre,
-                    post: h.digest(),
-                });
+    let close = |m: &mut Manifest,
+                 cur: &mut Option<(u64, u64, u128, Hasher, bool)>,
+                 stream: &mut StreamHasher| {
+        if let Some((offset, len, pre, h, write)) = cur.take() {
+            let post = h.digest();
+            if write {
+                stream.payload(len, post);
             }
-        };
-    while let Some((_, ev, raw)) = events.next_event_raw().map_err(SealError::Read)? {
-        stream.update(raw);
-        if !matches!(ev, Event::Data { .. }) {
-            close(&mut m, &mut cur, &mut post);
+            m.entries.push(Entry {
+                offset,
+                len,
+                pre,
+                post,
+            });
         }
+    };
+    while let Some((_, ev, raw)) = events.next_event_raw().map_err(SealError::Read)? {
+        if let Event::Data { bytes, .. } = ev {
+            if let Some((.., h, _)) = cur.as_mut() {
+                h.update(bytes);
+            }
+            continue;
+        }
+        close(&mut m, &mut cur, &mut stream);
+        stream.update(raw);
         match ev {
             Event::Banner(crate::Format::ImageV2) => return Err(SealError::NotADiff),
             Event::Write { offset, len } | Event::Zero { offset, len } => {
@@ -632,22 +671,17 @@ pub fn seal_stream<R: std::io::Read, B: BlockSource + ?Sized>(
                     Some(b) => hash_range(b, offset, len, &mut buf).map_err(SealError::Base)?,
                     None => hash_zeros(len),
                 };
+                let zero = matches!(ev, Event::Zero { .. });
                 let mut h = Hasher::new();
-                if matches!(ev, Event::Zero { .. }) {
+                if zero {
                     h.zeros(len);
                 }
-                cur = Some((offset, len, pre));
-                post = Some(h);
-            }
-            Event::Data { bytes, .. } => {
-                if let Some(h) = post.as_mut() {
-                    h.update(bytes);
-                }
+                cur = Some((offset, len, pre, h, !zero));
             }
             _ => {}
         }
     }
-    close(&mut m, &mut cur, &mut post);
+    close(&mut m, &mut cur, &mut stream);
     m.checksum = Some(Checksum {
         records: m.entries.len() as u64,
         stream_bytes: stream.bytes(),
