@@ -470,6 +470,39 @@ impl Decoder {
         matches!(self.state, State::Data { .. })
     }
 
+    /// Accounts for `n` bytes of the current `w` payload that the caller
+    /// consumed outside the decoder (copied or skipped straight from the
+    /// source, e.g. with a kernel copy): the decoder goes on at the first
+    /// byte after them, as if they had come out as [`Event::Data`].
+    ///
+    /// Accounts at most what the payload has left and returns the count
+    /// accounted; 0 when not inside a `w` payload (or after an error).
+    pub fn skip_payload(&mut self, n: u64) -> u64 {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let State::Data { remaining, offset } = self.state else {
+            return 0;
+        };
+        let take = n.min(remaining);
+        if take == 0 {
+            return 0;
+        }
+        let left = remaining - take;
+        self.state = if left == 0 {
+            State::DiffTag
+        } else {
+            State::Data {
+                remaining: left,
+                // offset + remaining was checked against overflow at the header
+                offset: offset.saturating_add(take),
+            }
+        };
+        self.pos = self.pos.saturating_add(take);
+        self.warned = 0;
+        take
+    }
+
     /// Decode the next item from `input`, which must start at the first byte
     /// not consumed yet. `eof` says no bytes follow `input`.
     ///

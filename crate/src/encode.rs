@@ -479,6 +479,23 @@ impl<S: Sink> Encoder<S> {
         Ok(())
     }
 
+    /// Accounts for `n` payload bytes of the current `w` record that reached
+    /// the destination by other means (a zero-copy transfer past this
+    /// encoder's sink): checked against the declared length like
+    /// [`data`](Self::data), counted in [`position`](Self::position),
+    /// nothing written to the sink.
+    pub fn data_elsewhere(&mut self, n: u64) -> Res<S::Error> {
+        if n > self.pending {
+            return Self::misuse(Misuse::DataLength {
+                expected: self.pending,
+                got: n,
+            });
+        }
+        self.pending -= n;
+        self.written = self.written.saturating_add(n);
+        Ok(())
+    }
+
     /// A whole `w` record.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Res<S::Error> {
         self.begin_write(offset, bytes.len() as u64)?;

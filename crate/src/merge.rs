@@ -348,4 +348,6 @@ pub use push::{
 #[cfg(feature = "std")]
 mod stream;
 #[cfg(feature = "std")]
-pub use stream::{MergeOptions, MergeStats, merge_streams};
+pub use stream::{
+    BufCopier, Copier, CopyError, MergeOptions, MergeStats, merge_streams, merge_streams_with,
+};

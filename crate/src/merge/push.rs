@@ -449,6 +449,23 @@ enum State {
 pub enum Need {
     /// The next chunk of input `.0` ([`PushMerge::push`]; an empty chunk ends it).
     Input(usize),
+    /// Only with [`PushMerge::set_external_payloads`]: the next `len` bytes
+    /// of input `input` are payload to pass to the output (`emit`) or to
+    /// drop, and none of them was pushed yet. Take the [`output`](PushMerge::output)
+    /// first, then move up to `len` bytes of that input's stream yourself
+    /// (write them after the output taken, or skip them) and report the
+    /// count with [`PushMerge::consumed_elsewhere`]. Pushing the input
+    /// instead ([`Need::Input`]) is always correct too; so is pushing when
+    /// the source has ended (an empty chunk: the merge then reports the
+    /// truncation where it is).
+    Copy {
+        /// The input.
+        input: usize,
+        /// Payload bytes left in this piece (move at most this many).
+        len: u64,
+        /// Write them to the output (`false`: drop them).
+        emit: bool,
+    },
     /// Take the output ([`PushMerge::output`]) before going on.
     Output,
     /// The merge is complete (take the rest of the output).
@@ -477,6 +494,8 @@ pub struct PushMerge {
     written: u64,
     /// Output produced before the encoder exists (never) or after it is gone.
     pending: Vec<u8>,
+    /// Ask for payloads to be moved outside ([`Need::Copy`]).
+    external: bool,
 }
 
 impl PushMerge {
@@ -493,7 +512,98 @@ impl PushMerge {
             records: 0,
             written: 0,
             pending: Vec::new(),
+            external: false,
         }
+    }
+
+    /// Opt in to payloads moved by the caller: when a payload copy or skip
+    /// has no pushed bytes to work on, [`advance`](Self::advance) returns
+    /// [`Need::Copy`] instead of [`Need::Input`], so the caller can move
+    /// the bytes from its source to its destination directly (one copy, or
+    /// a kernel copy, or a seek) and report them with
+    /// [`consumed_elsewhere`](Self::consumed_elsewhere). Off by default.
+    pub fn set_external_payloads(&mut self, on: bool) {
+        self.external = on;
+    }
+
+    /// Reports that `n` payload bytes of input `input` were moved outside
+    /// the merge after a [`Need::Copy`]: written to the destination after
+    /// the output taken (`emit`), or skipped. `n` may be less than asked
+    /// (0 too); more than asked, bytes of another input, output not taken
+    /// first, or pushed bytes not consumed yet are usage errors that end
+    /// the merge.
+    pub fn consumed_elsewhere(&mut self, input: usize, n: u64) -> Result<(), MergeStreamError> {
+        let r = self.account_elsewhere(input, n);
+        if let Err(e) = &r
+            && !matches!(self.state, State::Failed(_))
+        {
+            self.output().clear();
+            self.state = State::Failed(e.duplicate());
+        }
+        r
+    }
+
+    fn account_elsewhere(&mut self, i: usize, n: u64) -> Result<(), MergeStreamError> {
+        let buffered = self.buffered();
+        let State::Run { enc, copy, .. } = &mut self.state else {
+            if let State::Failed(e) = &self.state {
+                return Err(e.duplicate());
+            }
+            return Err(MergeStreamError::usage(
+                Some(i),
+                "payload reported outside a payload copy",
+            ));
+        };
+        let Some(c) = copy.as_mut().filter(|c| c.input == i) else {
+            return Err(MergeStreamError::usage(
+                Some(i),
+                alloc::format!("diff #{}: no payload of this input is being copied", i + 1),
+            ));
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if n > c.remaining {
+            return Err(MergeStreamError::usage(
+                Some(i),
+                alloc::format!(
+                    "diff #{}: {n} payload bytes reported, {} left in the piece",
+                    i + 1,
+                    c.remaining
+                ),
+            ));
+        }
+        let input = &mut self.inputs[i];
+        if input.pos != input.end || input.eof {
+            return Err(MergeStreamError::usage(
+                Some(i),
+                alloc::format!(
+                    "diff #{}: payload reported while pushed bytes are pending or after the end",
+                    i + 1
+                ),
+            ));
+        }
+        if c.emit && buffered > 0 {
+            return Err(MergeStreamError::usage(
+                None,
+                "payload reported before the output was taken",
+            ));
+        }
+        if input.dec.skip_payload(n) != n {
+            return Err(MergeStreamError::usage(
+                Some(i),
+                alloc::format!("diff #{}: payload reported outside a write record", i + 1),
+            ));
+        }
+        if c.emit {
+            enc.data_elsewhere(n).map_err(output_err)?;
+            self.written += n;
+        }
+        c.remaining -= n;
+        if c.remaining == 0 {
+            *copy = None;
+        }
+        Ok(())
     }
 
     /// Bytes held: pushed but not decoded yet, plus output not taken yet.
@@ -623,7 +733,7 @@ impl PushMerge {
         Ok(PullStep {
             output,
             need_input: match need {
-                Need::Input(i) => Some(i),
+                Need::Input(i) | Need::Copy { input: i, .. } => Some(i),
                 _ => None,
             },
             done,
@@ -665,6 +775,15 @@ impl PushMerge {
                     copy,
                 } => {
                     if let Some(c) = copy {
+                        let input = &self.inputs[c.input];
+                        if self.external && input.pos == input.end && !input.eof && c.remaining > 0
+                        {
+                            return Ok(Need::Copy {
+                                input: c.input,
+                                len: c.remaining,
+                                emit: c.emit,
+                            });
+                        }
                         let room = if c.emit {
                             (max - enc.sink().len()) as u64
                         } else {

@@ -185,31 +185,86 @@ pub fn input_len(path: &str) -> Option<u64> {
 /// `-`; a file is removed again unless [`Output::commit`] is called.
 pub struct Output {
     path: Option<PathBuf>,
-    w: Option<Box<dyn Write>>,
+    w: Option<Sink>,
+    /// Kernel copies into it work ([`Output::kernel_copies`]).
+    #[cfg(target_os = "linux")]
+    direct: bool,
+}
+
+/// What an [`Output`] writes to, through a 1 MiB buffer.
+enum Sink {
+    File(BufWriter<File>),
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+}
+
+/// The file or stdout beneath an [`Output`]'s buffer ([`Output::raw`]), as
+/// concrete types: `std::io::copy` from a `File` into them uses
+/// `copy_file_range` when [`Output::kernel_copies`] says so.
+#[cfg(target_os = "linux")]
+pub enum RawOutput<'a> {
+    /// The output file.
+    File(&'a mut File),
+    /// Standard output.
+    Stdout(&'a mut io::StdoutLock<'static>),
 }
 
 impl Output {
     /// Create `path` (must not exist) or use stdout for `-`.
     pub fn create(path: &str) -> io::Result<Output> {
+        Output::with_buffer(path, 1 << 20)
+    }
+
+    /// [`create`](Self::create) with a buffer of `capacity` bytes (writes
+    /// of at least that size go out without a copy).
+    pub fn with_buffer(path: &str, capacity: usize) -> io::Result<Output> {
         if path == "-" {
+            let out = io::stdout().lock();
             return Ok(Output {
                 path: None,
-                w: Some(Box::new(BufWriter::with_capacity(
-                    1 << 20,
-                    io::stdout().lock(),
-                ))),
+                #[cfg(target_os = "linux")]
+                direct: kernel_copy_target(std::os::fd::AsFd::as_fd(&out)),
+                w: Some(Sink::Stdout(BufWriter::with_capacity(capacity, out))),
             });
         }
         let f = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Output {
             path: Some(PathBuf::from(path)),
-            w: Some(Box::new(BufWriter::with_capacity(1 << 20, f))),
+            w: Some(Sink::File(BufWriter::with_capacity(capacity, f))),
+            #[cfg(target_os = "linux")]
+            direct: true,
         })
+    }
+
+    /// Whether the kernel can copy into the output directly (Linux, and a
+    /// regular file written at its offset: the file created, or stdout
+    /// redirected to a file, not for appending). Into pipes and terminals
+    /// std's `io::copy` would not use a kernel copy for a file's data.
+    #[cfg(target_os = "linux")]
+    pub fn kernel_copies(&self) -> bool {
+        self.direct
     }
 
     /// Is this a real file (not stdout)?
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Flushes the buffer and gives the file or stdout beneath it, to write
+    /// to directly (what is written there comes after everything written
+    /// before through the buffer).
+    #[cfg(target_os = "linux")]
+    pub fn raw(&mut self) -> io::Result<RawOutput<'_>> {
+        match &mut self.w {
+            Some(Sink::File(w)) => {
+                w.flush()?;
+                Ok(RawOutput::File(w.get_mut()))
+            }
+            Some(Sink::Stdout(w)) => {
+                w.flush()?;
+                Ok(RawOutput::Stdout(w.get_mut()))
+            }
+            None => Err(closed()),
+        }
     }
 
     /// Flush and keep the file.
@@ -222,17 +277,57 @@ impl Output {
     }
 }
 
+/// Whether `copy_file_range` into `fd` works: a regular file not opened
+/// for appending.
+#[cfg(target_os = "linux")]
+fn kernel_copy_target(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let regular = fd
+        .try_clone_to_owned()
+        .map(File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.is_file());
+    // SAFETY: F_GETFL only reads the flags of a descriptor we hold open.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    regular && flags >= 0 && flags & libc::O_APPEND == 0
+}
+
+fn closed() -> io::Error {
+    io::Error::other("output closed")
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(w) => w.write(buf),
+            Sink::Stdout(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File(w) => w.write_all(buf),
+            Sink::Stdout(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(w) => w.flush(),
+            Sink::Stdout(w) => w.flush(),
+        }
+    }
+}
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.w {
             Some(w) => w.write(buf),
-            None => Err(io::Error::other("output closed")),
+            None => Err(closed()),
         }
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.w {
             Some(w) => w.write_all(buf),
-            None => Err(io::Error::other("output closed")),
+            None => Err(closed()),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
