@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The measurements behind bench/run (run that, not this: it installs and builds).
 
-usage: bench.py --native BIN --wasm WASM --decode-example BIN --runner PY --tmp DIR
+usage: bench.py --native BIN --wasm WASM --decode-example BIN --runner PY|WASMTIME --tmp DIR
                 [--runs N] [--only ROW,...] [--keep]
 
 Generates every input in --tmp (removed at the end unless --keep), then for
@@ -92,7 +92,10 @@ class Bench:
         return [self.a.native, *map(str, args)]
 
     def wasm(self, *args):
-        return [sys.executable, self.a.runner, "--dir", f"{self.t}::/b", self.a.wasm, *map(str, args)]
+        if self.a.runner.endswith(".py"):  # PyPI wasmtime (tests/tools/wasmtime_run.py)
+            return [sys.executable, self.a.runner, "--dir", f"{self.t}::/b", self.a.wasm, *map(str, args)]
+        # the wasmtime CLI
+        return [self.a.runner, "run", "--dir", f"{self.t}::/b", self.a.wasm, *map(str, args)]
 
     def measure(self, variants, runs=None):
         """variants: [(label, cmd, before)] run round-robin; label -> (median s, max RSS KiB, all)."""
@@ -370,7 +373,7 @@ def main():
     load = os.getloadavg()
     print(b.table())
     print()
-    print(f"Medians of {a.runs} runs (peak RSS: the max over them, GNU time %M; for wasm the whole host process: Python + wasmtime + the guest's linear memory). Wall time of the bench "
+    print(f"Medians of {a.runs} runs (peak RSS: the max over them, GNU time %M; for wasm the whole host process: the runner, wasmtime and the guest's linear memory). Wall time of the bench "
           f"{time.time() - t0:.0f} s; load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.")
     if b.failed:
         print("FAILED: an output differs from the peer's (see the notes).")

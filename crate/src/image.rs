@@ -9,7 +9,7 @@ use crate::decode::Event;
 use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
 use crate::format::Format;
 use crate::integrity::{
-    Checksum, Entry, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES, hash, hash_zeros,
+    Checksum, Entry, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES, hash, hash_pair, hash_zeros,
 };
 use alloc::vec;
 use alloc::vec::Vec;
@@ -304,6 +304,13 @@ impl Applier {
     /// What was done so far.
     pub fn stats(&self) -> ApplyStats {
         self.stats
+    }
+
+    /// Where the zeroing still pending starts (runs of zeros are joined
+    /// across records and written later); every other byte of the records
+    /// applied so far has reached the sink.
+    pub fn pending_zero_start(&self) -> Option<u64> {
+        self.pending_zero.map(|(s, _)| s)
     }
 
     fn flush_zero<K: BlockSink>(&mut self, sink: &mut K) -> Result<(), ApplyError<K::Error>> {
@@ -827,17 +834,15 @@ where
                 h
             }
         };
-        let pre = match r.base {
-            Some(b) => hash(b),
-            None => zero_hash(),
+        let (pre, post) = match (r.base, r.zero) {
+            (Some(b), false) => hash_pair(b, r.data),
+            (Some(b), true) => (hash(b), zero_hash()),
+            (None, false) => (zero_hash(), hash(r.data)),
+            (None, true) => (zero_hash(), zero_hash()),
         };
-        let post = if r.zero {
-            zero_hash()
-        } else {
-            let h = hash(r.data);
-            enc.sink_mut().payload(len, h);
-            h
-        };
+        if !r.zero {
+            enc.sink_mut().payload(len, post);
+        }
         m.entries.push(Entry {
             offset: r.offset,
             len,

@@ -42,6 +42,17 @@ impl Dev {
         Ok(Dev(FileImage::new(file)?))
     }
 
+    /// A second handle on the same file (reads on another thread).
+    pub fn try_clone(&self) -> io::Result<Dev> {
+        Ok(Dev(self.0.try_clone()?))
+    }
+
+    /// Handles for reading on up to `n` threads (at least one unless the
+    /// file cannot be duplicated, as under WASI).
+    pub fn readers(&self, n: usize) -> Vec<Dev> {
+        (0..n).map_while(|_| self.try_clone().ok()).collect()
+    }
+
     /// Image size in bytes.
     pub fn size(&self) -> u64 {
         BlockSource::size(&self.0)

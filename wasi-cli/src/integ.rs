@@ -211,3 +211,102 @@ pub fn may_carry(path: &str) -> bool {
         Err(_) => true,
     }
 }
+
+/// Threads for checking an image's blocks (the machine's cores, at most 4).
+pub fn check_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Checks the result of an import while it is applied: a thread reads back
+/// the records already written (and no longer pending in the applier) and
+/// checks each one's post-image hash, so the payloads are checked as
+/// written without being hashed on the applying thread. For manifests with
+/// ascending, non-overlapping records (a later record never rewrites an
+/// earlier one's range).
+pub struct ReadBack<'scope> {
+    tx: std::sync::mpsc::Sender<std::ops::Range<usize>>,
+    worker: std::thread::ScopedJoinHandle<
+        'scope,
+        Result<(), rbdiff::integrity::VerifyError<io::Error>>,
+    >,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    m: &'scope Manifest,
+    /// Entries sent to the worker.
+    sent: usize,
+    /// Entries complete but not sent yet (batched by size), and their bytes.
+    ready: usize,
+    ready_bytes: u64,
+}
+
+/// Entries are sent to the read-back thread in batches of at least this.
+const READ_BACK_BATCH: u64 = 8 << 20;
+
+impl<'scope> ReadBack<'scope> {
+    /// Start the thread on `dev` (a handle of its own on the image).
+    pub fn start<'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        m: &'scope Manifest,
+        dev: crate::dev::Dev,
+    ) -> io::Result<ReadBack<'scope>> {
+        let (tx, rx) = std::sync::mpsc::channel::<std::ops::Range<usize>>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = failed.clone();
+        let worker = std::thread::Builder::new().spawn_scoped(s, move || {
+            for r in rx {
+                // A fresh handle per batch: its size is the image's now (an
+                // 's' record may have resized it since the start).
+                let mut d = dev
+                    .try_clone()
+                    .map_err(rbdiff::integrity::VerifyError::Read)?;
+                if let Err(e) = m.check_entries(&mut d, r, false) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(ReadBack {
+            tx,
+            worker,
+            failed,
+            m,
+            sent: 0,
+            ready: 0,
+            ready_bytes: 0,
+        })
+    }
+
+    /// The first `complete` records are applied, except for any byte at or
+    /// past `pending` (zeroing the applier has not written yet).
+    pub fn advance(&mut self, complete: usize, pending: Option<u64>, flush: bool) {
+        let complete = complete.min(self.m.entries.len());
+        while self.ready < complete {
+            let e = &self.m.entries[self.ready];
+            if pending.is_some_and(|p| e.offset.saturating_add(e.len) > p) {
+                break;
+            }
+            self.ready_bytes = self.ready_bytes.saturating_add(e.len);
+            self.ready += 1;
+        }
+        if self.ready > self.sent && (flush || self.ready_bytes >= READ_BACK_BATCH) {
+            // A send fails only if the worker stopped on a mismatch.
+            let _ = self.tx.send(self.sent..self.ready);
+            self.sent = self.ready;
+            self.ready_bytes = 0;
+        }
+    }
+
+    /// True once the thread found a mismatch (stop applying).
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait for the thread; the entries it checked (all that were sent).
+    pub fn finish(self) -> Result<usize, rbdiff::integrity::VerifyError<io::Error>> {
+        drop(self.tx);
+        match self.worker.join() {
+            Ok(r) => r.map(|()| self.sent),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}

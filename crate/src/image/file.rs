@@ -46,6 +46,11 @@ impl FileImage {
         &self.file
     }
 
+    /// A second handle on the same file (for reads on another thread).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        FileImage::new(self.file.try_clone()?)
+    }
+
     /// Unwrap the file.
     pub fn into_file(self) -> File {
         self.file

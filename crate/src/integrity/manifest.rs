@@ -190,16 +190,24 @@ impl Manifest {
         size: Option<u64>,
         base: bool,
     ) -> Result<(), VerifyError<S::Error>> {
-        if let Some(expected) = size
-            && image.size() != expected
-        {
-            return Err(VerifyError::Size {
-                expected,
-                actual: image.size(),
-            });
-        }
+        check_size(image, size)?;
+        self.check_entries(image, 0..self.entries.len(), base)
+    }
+
+    /// Checks entries `range` (indices) of the base (`base`) or the result:
+    /// the pre- or post-image hash of each one's range of `image`. No size
+    /// check. Used by importers that check the result while applying.
+    pub fn check_entries<S: BlockSource + ?Sized>(
+        &self,
+        image: &mut S,
+        range: core::ops::Range<usize>,
+        base: bool,
+    ) -> Result<(), VerifyError<S::Error>> {
         let mut buf = vec![];
-        for (index, e) in self.entries.iter().enumerate() {
+        let end = range.end.min(self.entries.len());
+        let start = range.start.min(end);
+        for (index, e) in self.entries[start..end].iter().enumerate() {
+            let index = start + index;
             // The base reads as zeros past its end; a result is hashed as far
             // as the image reaches (records straddling the size are clipped).
             let (len, want) = if base {
@@ -217,6 +225,141 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// [`check_base`](Self::check_base) on one thread per source (each
+    /// source a handle on the same image, e.g. [`crate::image::FileImage::try_clone`]):
+    /// the entries are split in runs of about equal bytes. The first
+    /// mismatching entry (lowest index) is reported, as by `check_base`.
+    #[cfg(feature = "std")]
+    pub fn check_base_par<S>(&self, sources: &mut [S]) -> Result<(), VerifyError<S::Error>>
+    where
+        S: BlockSource + Send,
+        S::Error: Send,
+    {
+        let Some(first) = sources.first_mut() else {
+            return Ok(());
+        };
+        check_size(first, self.base_size)?;
+        self.check_entries_par(sources, 0..self.entries.len(), true)
+    }
+
+    /// [`check_result`](Self::check_result) of entries `range` only, on one
+    /// thread per source (see [`check_base_par`](Self::check_base_par)).
+    #[cfg(feature = "std")]
+    pub fn check_result_par<S>(
+        &self,
+        sources: &mut [S],
+        size: Option<u64>,
+        range: core::ops::Range<usize>,
+    ) -> Result<(), VerifyError<S::Error>>
+    where
+        S: BlockSource + Send,
+        S::Error: Send,
+    {
+        let Some(first) = sources.first_mut() else {
+            return Ok(());
+        };
+        check_size(first, size)?;
+        self.check_entries_par(sources, range, false)
+    }
+
+    /// [`check_entries`](Self::check_entries) on one thread per source (see
+    /// [`check_base_par`](Self::check_base_par)).
+    #[cfg(feature = "std")]
+    pub fn check_entries_par<S>(
+        &self,
+        sources: &mut [S],
+        range: core::ops::Range<usize>,
+        base: bool,
+    ) -> Result<(), VerifyError<S::Error>>
+    where
+        S: BlockSource + Send,
+        S::Error: Send,
+    {
+        let end = range.end.min(self.entries.len());
+        let start = range.start.min(end);
+        if sources.len() < 2 || end - start < 2 {
+            return match sources.first_mut() {
+                Some(s) => self.check_entries(s, start..end, base),
+                None => Ok(()),
+            };
+        }
+        // Cut the range where the running byte count passes each share.
+        let total: u64 = self.entries[start..end]
+            .iter()
+            .map(|e| e.len)
+            .fold(0, u64::saturating_add);
+        let parts = sources.len() as u64;
+        let mut cuts = vec![start];
+        let mut acc = 0u64;
+        for (i, e) in self.entries[start..end].iter().enumerate() {
+            acc = acc.saturating_add(e.len);
+            let k = cuts.len() as u64;
+            if k < parts && acc >= total / parts * k {
+                cuts.push(start + i + 1);
+            }
+        }
+        cuts.push(end);
+        // Ranges whose thread could not be spawned are checked afterwards
+        // on this thread.
+        let (mut results, pending) = std::thread::scope(|sc| {
+            let mut handles = vec![];
+            let mut pending = vec![];
+            for (src, w) in sources.iter_mut().zip(cuts.windows(2)) {
+                let r = w[0]..w[1];
+                if r.is_empty() {
+                    continue;
+                }
+                let job = move || self.check_entries(src, r, base);
+                match std::thread::Builder::new().spawn_scoped(sc, job) {
+                    Ok(h) => handles.push(h),
+                    Err(_) => pending.push(w[0]..w[1]),
+                }
+            }
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect();
+            (results, pending)
+        });
+        for r in pending {
+            results.push(self.check_entries(&mut sources[0], r, base));
+        }
+        let mut first: Option<VerifyError<S::Error>> = None;
+        for e in results.into_iter().filter_map(Result::err) {
+            let better = match (&first, &e) {
+                (None, _) => true,
+                (
+                    Some(VerifyError::Block { index: a, .. }),
+                    VerifyError::Block { index: b, .. },
+                ) => b < a,
+                // A mismatch is definite; a read error only if there is none.
+                (Some(VerifyError::Block { .. }), _) => false,
+                (Some(_), VerifyError::Block { .. }) => true,
+                _ => false,
+            };
+            if better {
+                first = Some(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn check_size<S: BlockSource + ?Sized>(
+    image: &mut S,
+    size: Option<u64>,
+) -> Result<(), VerifyError<S::Error>> {
+    match size {
+        Some(expected) if image.size() != expected => Err(VerifyError::Size {
+            expected,
+            actual: image.size(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -345,6 +488,7 @@ pub struct StreamVerifier {
     count: u64,
     ended: bool,
     zeros: ZeroHashes,
+    deferred: bool,
 }
 
 impl StreamVerifier {
@@ -367,7 +511,29 @@ impl StreamVerifier {
             count: 0,
             ended: false,
             zeros: ZeroHashes::default(),
+            deferred: false,
         }
+    }
+
+    /// Do not hash payloads: the caller reads back every record it applied
+    /// and checks it against its post-image hash (for instance
+    /// [`Manifest::check_entries`] on another thread while applying), which
+    /// checks the payload as written. The checksum then covers the
+    /// preloaded manifest's post-image hashes. Needs a preloaded manifest
+    /// (returns false and changes nothing without one).
+    pub fn defer_payloads(&mut self) -> bool {
+        self.deferred = self.preloaded.is_some();
+        self.deferred
+    }
+
+    /// Stream offset of record `index` (0-based), once it was seen.
+    pub fn record_stream_offset(&self, index: usize) -> Option<u64> {
+        self.seen.get(index).map(|s| s.stream_offset)
+    }
+
+    /// Records (`w` and `z`) started so far.
+    pub fn records(&self) -> u64 {
+        self.count
     }
 
     /// The first fault found so far.
@@ -389,7 +555,14 @@ impl StreamVerifier {
 
     fn close_record(&mut self) {
         if let Some((mut seen, h, _, write)) = self.record.take() {
-            seen.post = h.digest();
+            seen.post = match (&self.preloaded, self.deferred) {
+                (Some(m), true) if write => m
+                    .entries
+                    .get(self.seen.len())
+                    .filter(|e| e.offset == seen.offset && e.len == seen.len)
+                    .map_or(0, |e| e.post),
+                _ => h.digest(),
+            };
             if write {
                 self.stream.payload(seen.len, seen.post);
             }
@@ -454,7 +627,9 @@ impl StreamVerifier {
             Event::Data { bytes, .. } => {
                 // Hashed once, here; the checksum gets the payload's hash.
                 if let Some((_, h, left, _)) = &mut self.record {
-                    h.update(bytes);
+                    if !self.deferred {
+                        h.update(bytes);
+                    }
                     *left -= bytes.len() as u64;
                 }
                 return;

@@ -213,6 +213,11 @@ impl<'a> Importer<'a> {
         dev.sync().map_err(|e| Fail::bare(io_errno(&e)))
     }
 
+    /// Where the applier's pending zeroing starts (not written yet).
+    pub fn pending_zero_start(&self) -> Option<u64> {
+        self.applier.pending_zero_start()
+    }
+
     /// What the applier did so far.
     pub fn stats(&self) -> rbdiff::image::ApplyStats {
         self.applier.stats()
@@ -455,7 +460,15 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     // Before any write: the base check, and --undo's requirements.
     if let (Some(k), None) = (&known, &journal) {
         if !a.force
-            && let Err(e) = k.manifest.check_base(imp.dest.dev())
+            && let Err(e) = {
+                // One thread per core, each on its own handle on the image.
+                let mut readers = imp.dest.dev().readers(integ::check_threads());
+                if readers.is_empty() {
+                    k.manifest.check_base(imp.dest.dev())
+                } else {
+                    k.manifest.check_base_par(&mut readers)
+                }
+            }
         {
             let mut f = Fail::new(
                 EINVAL,
@@ -545,120 +558,187 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     let prior = journal.as_ref().map_or(0, |j| j.records);
     let mut prog = Progress::new("Importing image diff", a.progress);
     let total = input_len(&path);
-    let res = (|| -> Result<(), Fail> {
-        loop {
-            let (is_end, is_banner_of) = {
-                let (off, ev, raw) = match reader.next_event_raw() {
-                    Ok(Some(x)) => x,
-                    Ok(None) => break,
-                    Err(ReadError::Decode(e)) => return Err(decode_fail(&e, EBADMSG)),
-                    Err(ReadError::Io(e)) => return Err(Fail::bare(io_errno(&e))),
-                };
-                if let Some(v) = sv.as_mut() {
-                    v.event(off, &ev, raw);
-                    if let Some(f) = v.fault()
-                        && !matches!(f, StreamFault::Checksum { .. } | StreamFault::Count { .. })
-                    {
-                        return Err(stream_fault(&path, &f));
-                    }
-                }
-                if let Event::Warning(ErrorKind::OutOfOrder { offset, .. }) = ev
-                    && undo.is_some()
-                {
-                    return Err(Fail::new(
-                        EINVAL,
-                        format!(
-                            "rbdiff: record at image offset {offset} (stream offset {off}) is out of order or overlaps: \
-                             --undo cannot restore such an import"
-                        ),
-                    ));
-                }
-                let banner = match ev {
-                    Event::Banner(f) => Some(f),
-                    _ => None,
-                };
-                if let Some(u) = undo.as_mut() {
-                    u.before(imp.dest.dev(), &ev)
-                        .map_err(|e| Fail::new(EIO, format!("rbdiff: {e}")))?;
-                }
-                let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
-                if !(verify && ours) {
-                    imp.event(&ev)?;
-                }
-                (matches!(ev, Event::DiffEnd), banner)
-            };
-            if let (Some(f), Some(p)) = (is_banner_of, a.undo.as_deref()) {
-                let out = Output::create(p).map_err(|e| {
-                    Fail::new(
-                        io_errno(&e),
-                        format!("rbdiff: cannot create undo diff {p}: {e}"),
-                    )
-                })?;
-                let size = imp.dest.dev().size();
-                undo = Some(UndoRecorder::new(IoSink(out), f, size).map_err(|e| {
-                    Fail::new(EIO, format!("rbdiff: writing the undo diff failed: {e}"))
-                })?);
-            }
-            let pos = reader.decoder().position();
-            if seekable && a.undo.is_none() {
-                let due = match journaled_at {
-                    None => true,
-                    Some(at) => pos - at >= every,
-                };
-                let cp = reader.decoder().checkpoint();
-                if cp.is_some() {
-                    last_cp = cp;
-                }
-                // At the end (`e` applied, image synced): the last record
-                // boundary, so a re-run only verifies and snapshots.
-                let cp = if is_end { last_cp } else { cp.filter(|_| due) };
-                if let Some(cp) = cp {
-                    imp.sync()?;
-                    let id = ident.as_ref().expect("seekable");
-                    let st = imp.stats();
-                    let (to_snap, protect) = imp.snap_state();
-                    let j = Journal {
-                        version: 1,
-                        diff_path: id.path.clone(),
-                        diff_size: id.size,
-                        diff_head_xxh3: id.head.clone(),
-                        checkpoint: crate::store::hex(&cp.to_bytes()),
-                        stream_offset: cp.position,
-                        records: prior + st.records,
-                        data_bytes: st.data_bytes,
-                        zero_bytes: st.zero_bytes,
-                        to_snap,
-                        protect,
-                        end_size: imp.end_size,
+    // With the integrity data known first and records in order, a second
+    // thread reads back what was applied while the import goes on: that
+    // checks each payload as written (not hashed on this thread) and most
+    // of the result before the end.
+    let read_back_of = known
+        .as_ref()
+        .map(|k| &k.manifest)
+        .filter(|m| sv.is_some() && integ::sorted(m));
+    let (res, read_back) = std::thread::scope(|sc| {
+        let mut rb = read_back_of.and_then(|m| {
+            let dev = imp.dest.dev().try_clone().ok()?;
+            integ::ReadBack::start(sc, m, dev).ok()
+        });
+        if rb.is_some()
+            && let Some(v) = sv.as_mut()
+        {
+            v.defer_payloads();
+        }
+        let res = (|| -> Result<(), Fail> {
+            loop {
+                let (is_end, is_banner_of) = {
+                    let (off, ev, raw) = match reader.next_event_raw() {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(ReadError::Decode(e)) => return Err(decode_fail(&e, EBADMSG)),
+                        Err(ReadError::Io(e)) => return Err(Fail::bare(io_errno(&e))),
                     };
-                    j.save(&journal_path).map_err(|e| {
+                    if let Some(v) = sv.as_mut() {
+                        v.event(off, &ev, raw);
+                        if let Some(f) = v.fault()
+                            && !matches!(
+                                f,
+                                StreamFault::Checksum { .. } | StreamFault::Count { .. }
+                            )
+                        {
+                            return Err(stream_fault(&path, &f));
+                        }
+                    }
+                    if let Event::Warning(ErrorKind::OutOfOrder { offset, .. }) = ev
+                        && undo.is_some()
+                    {
+                        return Err(Fail::new(
+                            EINVAL,
+                            format!(
+                                "rbdiff: record at image offset {offset} (stream offset {off}) is out of order or overlaps: \
+                             --undo cannot restore such an import"
+                            ),
+                        ));
+                    }
+                    let banner = match ev {
+                        Event::Banner(f) => Some(f),
+                        _ => None,
+                    };
+                    if let Some(u) = undo.as_mut() {
+                        u.before(imp.dest.dev(), &ev)
+                            .map_err(|e| Fail::new(EIO, format!("rbdiff: {e}")))?;
+                    }
+                    let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
+                    if !(verify && ours) {
+                        imp.event(&ev)?;
+                    }
+                    if let (Some(rb), Some(v)) = (rb.as_mut(), sv.as_ref()) {
+                        let started = usize::try_from(v.records()).unwrap_or(usize::MAX);
+                        match ev {
+                            // The records before this one are applied.
+                            Event::Write { .. } | Event::Zero { .. } => rb.advance(
+                                started.saturating_sub(1),
+                                imp.pending_zero_start(),
+                                false,
+                            ),
+                            // All of them, flushed and synced.
+                            Event::DiffEnd => rb.advance(started, None, true),
+                            _ => {}
+                        }
+                        if rb.failed() {
+                            // The thread's error is reported below.
+                            return Err(Fail::bare(EBADMSG));
+                        }
+                    }
+                    (matches!(ev, Event::DiffEnd), banner)
+                };
+                if let (Some(f), Some(p)) = (is_banner_of, a.undo.as_deref()) {
+                    let out = Output::create(p).map_err(|e| {
                         Fail::new(
                             io_errno(&e),
-                            format!(
-                                "rbdiff: cannot write resume journal {}: {e}",
-                                journal_path.display()
-                            ),
+                            format!("rbdiff: cannot create undo diff {p}: {e}"),
                         )
                     })?;
-                    journaled_at = Some(pos);
+                    let size = imp.dest.dev().size();
+                    undo = Some(UndoRecorder::new(IoSink(out), f, size).map_err(|e| {
+                        Fail::new(EIO, format!("rbdiff: writing the undo diff failed: {e}"))
+                    })?);
+                }
+                let pos = reader.decoder().position();
+                if seekable && a.undo.is_none() {
+                    let due = match journaled_at {
+                        None => true,
+                        Some(at) => pos - at >= every,
+                    };
+                    let cp = reader.decoder().checkpoint();
+                    if cp.is_some() {
+                        last_cp = cp;
+                    }
+                    // At the end (`e` applied, image synced): the last record
+                    // boundary, so a re-run only verifies and snapshots.
+                    let cp = if is_end { last_cp } else { cp.filter(|_| due) };
+                    if let Some(cp) = cp {
+                        imp.sync()?;
+                        let id = ident.as_ref().expect("seekable");
+                        let st = imp.stats();
+                        let (to_snap, protect) = imp.snap_state();
+                        let j = Journal {
+                            version: 1,
+                            diff_path: id.path.clone(),
+                            diff_size: id.size,
+                            diff_head_xxh3: id.head.clone(),
+                            checkpoint: crate::store::hex(&cp.to_bytes()),
+                            stream_offset: cp.position,
+                            records: prior + st.records,
+                            data_bytes: st.data_bytes,
+                            zero_bytes: st.zero_bytes,
+                            to_snap,
+                            protect,
+                            end_size: imp.end_size,
+                        };
+                        j.save(&journal_path).map_err(|e| {
+                            Fail::new(
+                                io_errno(&e),
+                                format!(
+                                    "rbdiff: cannot write resume journal {}: {e}",
+                                    journal_path.display()
+                                ),
+                            )
+                        })?;
+                        journaled_at = Some(pos);
+                    }
+                }
+                if let Some(n) = fail_after
+                    && pos >= n
+                {
+                    // Test hook: die here as a killed process would.
+                    eprintln!("rbdiff: RBDIFF_TEST_CRASH_AFTER reached at stream offset {pos}");
+                    std::process::exit(99);
+                }
+                let done = reader.bytes_read() + start_at;
+                match (total, imp.end_size) {
+                    (Some(t), _) => prog.update(done, t),
+                    (None, Some(s)) => prog.update(done.min(s), s),
+                    _ => {}
                 }
             }
-            if let Some(n) = fail_after
-                && pos >= n
-            {
-                // Test hook: die here as a killed process would.
-                eprintln!("rbdiff: RBDIFF_TEST_CRASH_AFTER reached at stream offset {pos}");
-                std::process::exit(99);
-            }
-            let done = reader.bytes_read() + start_at;
-            match (total, imp.end_size) {
-                (Some(t), _) => prog.update(done, t),
-                (None, Some(s)) => prog.update(done.min(s), s),
-                _ => {}
-            }
+            Ok(())
+        })();
+        (res, rb.map(integ::ReadBack::finish))
+    });
+    // A mismatch found reading back is the cause of whatever else failed.
+    let mut checked = 0;
+    let res = match read_back {
+        Some(Ok(n)) => {
+            checked = n;
+            res
         }
-        Ok(())
-    })();
+        Some(Err(VerifyError::Block { index, offset, .. })) => {
+            let so = sv.as_ref().and_then(|v| v.record_stream_offset(index));
+            Err(stream_fault(
+                &path,
+                &StreamFault::Payload {
+                    stream_offset: so.unwrap_or(0),
+                    index,
+                    offset,
+                },
+            )
+            .then("rbdiff: (found reading the record back after writing it: its payload is corrupt in the stream, or the image did not keep it)"))
+        }
+        Some(Err(VerifyError::Read(e))) => Err(Fail::new(
+            io_errno(&e),
+            format!("rbdiff: import-diff: reading the image back failed: {e}"),
+        )),
+        Some(Err(e)) => Err(Fail::new(EBADMSG, format!("rbdiff: import-diff: {e}"))),
+        None => res,
+    };
     if let Err(f) = res {
         prog.finish(false);
         // A journal only helps after an interruption or an I/O failure; a
@@ -724,7 +804,16 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     }
     if verify
         && let Some(m) = &manifest
-        && let Err(e) = m.check_result(imp.dest.dev(), imp.end_size)
+        && let Err(e) = {
+            // What the read-back thread did not check yet, on every core.
+            let all = m.entries.len();
+            let mut readers = imp.dest.dev().readers(integ::check_threads());
+            if readers.is_empty() {
+                m.check_result(imp.dest.dev(), imp.end_size)
+            } else {
+                m.check_result_par(&mut readers, imp.end_size, checked.min(all)..all)
+            }
+        }
     {
         prog.finish(false);
         let _ = std::fs::remove_file(&journal_path);
