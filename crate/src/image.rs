@@ -8,9 +8,7 @@
 use crate::decode::Event;
 use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
 use crate::format::Format;
-use crate::integrity::{
-    Checksum, Entry, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES, hash, hash_pair, hash_zeros,
-};
+use crate::integrity::{Checksum, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -622,7 +620,8 @@ where
     B: BlockSource<Error = A::Error> + ?Sized,
     S: Sink,
 {
-    let stats = export_records(from, to, header, opts, enc, progress, &mut |_, _| {})?;
+    let mut none = |_: &Exported<'_>, _: &mut Encoder<S>| {};
+    let stats = export_records(from, to, header, opts, enc, progress, &mut none)?;
     enc.end_diff().map_err(ExportError::Write)?;
     Ok(stats)
 }
@@ -640,12 +639,42 @@ pub struct Exported<'a> {
     pub base: Option<&'a [u8]>,
     /// True for a `z` record (`data` is all zeros).
     pub zero: bool,
+    /// Where `data` (and `base`) start in the object's bytes (the
+    /// positions [`ExportHooks::read`] got them at).
+    pub at: usize,
+}
+
+/// Size of the pieces [`export_records`] reads (and hands to
+/// [`ExportHooks::read`]): small enough to stay in a CPU cache.
+pub const READ_PIECE: usize = 256 << 10;
+
+/// What [`export_records`] calls while it reads and writes.
+pub trait ExportHooks<S: Sink> {
+    /// A piece of an object was read: the new image's bytes at `at` in the
+    /// object (and the base's, when diffing from a base image). The pieces
+    /// of an object come in order and cover the part of it that is read;
+    /// then come its records.
+    fn read(&mut self, at: usize, to: &[u8], base: Option<&[u8]>) {
+        let _ = (at, to, base);
+    }
+
+    /// One record: for a `w` after its header and before its payload is
+    /// written, for a `z` after it.
+    fn record(&mut self, rec: &Exported<'_>, enc: &mut Encoder<S>);
+
+    /// The object is done (the next `read` is of another object).
+    fn object_done(&mut self) {}
+}
+
+impl<S: Sink, F: FnMut(&Exported<'_>, &mut Encoder<S>)> ExportHooks<S> for F {
+    fn record(&mut self, rec: &Exported<'_>, enc: &mut Encoder<S>) {
+        self(rec, enc)
+    }
 }
 
 /// [`export_diff`] without the final `e`: writes the header and the records,
-/// calling `on_record` for each one (integrity hashing hooks in here): for a
-/// `w` record after its header and before its payload is written, for a `z`
-/// record after it.
+/// calling `hooks` for each one and after each object (integrity hashing
+/// hooks in here).
 pub fn export_records<A, B, S>(
     from: Option<&mut A>,
     to: &mut B,
@@ -653,7 +682,7 @@ pub fn export_records<A, B, S>(
     opts: &ExportOptions,
     enc: &mut Encoder<S>,
     progress: &mut dyn FnMut(u64, u64),
-    on_record: &mut dyn FnMut(&Exported<'_>, &mut Encoder<S>),
+    hooks: &mut dyn ExportHooks<S>,
 ) -> Result<ExportStats, ExportError<A::Error, S::Error>>
 where
     A: BlockSource + ?Sized,
@@ -729,24 +758,30 @@ where
             None => (0, 0),
         };
         let full = opts.whole_object;
-        to.read_at(start + lo as u64, &mut tbuf[lo..hi])
-            .map_err(ExportError::Read)?;
+        // Read in pieces that stay in the CPU cache while a hook looks at
+        // them (integrity hashing) before the next piece is read.
+        let mut p = lo;
+        while p < hi {
+            let e = (p + READ_PIECE).min(hi);
+            to.read_at(start + p as u64, &mut tbuf[p..e])
+                .map_err(ExportError::Read)?;
+            if let Some(src) = from.as_deref_mut() {
+                src.read_at(start + p as u64, &mut fbuf[p..e])
+                    .map_err(ExportError::Read)?;
+            }
+            let base = from.is_some().then(|| &fbuf[p..e]);
+            hooks.read(p, &tbuf[p..e], base);
+            p = e;
+        }
         if full {
             tbuf[..lo].fill(0);
             tbuf[hi..n].fill(0);
-        }
-        let f = match from.as_deref_mut() {
-            Some(src) => {
-                src.read_at(start + lo as u64, &mut fbuf[lo..hi])
-                    .map_err(ExportError::Read)?;
-                if full {
-                    fbuf[..lo].fill(0);
-                    fbuf[hi..n].fill(0);
-                }
-                Some(&fbuf[..n])
+            if from.is_some() {
+                fbuf[..lo].fill(0);
+                fbuf[hi..n].fill(0);
             }
-            None => None,
-        };
+        }
+        let f = from.is_some().then(|| &fbuf[..n]);
         let t = &tbuf[..n];
         if opts.whole_object {
             let changed = match f {
@@ -776,22 +811,24 @@ where
                 data: piece,
                 base: f.map(|f| &f[s..e]),
                 zero: is_zero(piece),
+                at: s,
             };
             if rec.zero {
                 enc.zero(off, piece.len() as u64)
                     .map_err(ExportError::Write)?;
-                on_record(&rec, enc);
+                hooks.record(&rec, enc);
                 stats.zeros += 1;
                 stats.zero_bytes += piece.len() as u64;
             } else {
                 enc.begin_write(off, piece.len() as u64)
                     .map_err(ExportError::Write)?;
-                on_record(&rec, enc);
+                hooks.record(&rec, enc);
                 enc.data(piece).map_err(ExportError::Write)?;
                 stats.writes += 1;
                 stats.data_bytes += piece.len() as u64;
             }
         }
+        hooks.object_done();
         start = end;
         progress(start, size);
     }
@@ -823,33 +860,15 @@ where
         base_size,
         ..Manifest::default()
     };
-    let mut zeros: Option<(u64, u128)> = None;
-    let stats = export_records(from, to, header, opts, enc, progress, &mut |r, enc| {
-        let len = r.data.len() as u64;
-        let mut zero_hash = || match zeros {
-            Some((l, h)) if l == len => h,
-            _ => {
-                let h = hash_zeros(len);
-                zeros = Some((len, h));
-                h
-            }
-        };
-        let (pre, post) = match (r.base, r.zero) {
-            (Some(b), false) => hash_pair(b, r.data),
-            (Some(b), true) => (hash(b), zero_hash()),
-            (None, false) => (zero_hash(), hash(r.data)),
-            (None, true) => (zero_hash(), zero_hash()),
-        };
-        if !r.zero {
-            enc.sink_mut().payload(len, post);
-        }
-        m.entries.push(Entry {
-            offset: r.offset,
-            len,
-            pre,
-            post,
-        });
-    })?;
+    let stats = export_records(
+        from,
+        to,
+        header,
+        opts,
+        enc,
+        progress,
+        &mut sealed::Hooks::new(&mut m),
+    )?;
     let w = ExportError::Write;
     if enc.diff_format() == Format::DiffV2 {
         let hashes_offset = enc.sink().hasher().bytes();
@@ -877,6 +896,7 @@ where
     Ok((stats, m))
 }
 
+mod sealed;
 mod undo;
 pub use undo::{UndoError, UndoRecorder};
 

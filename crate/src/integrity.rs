@@ -82,30 +82,6 @@ pub fn hash(bytes: &[u8]) -> u128 {
     xxh3_128(bytes)
 }
 
-/// XXH3-128 of `a` and of `b`. With `std`, large inputs are hashed on two
-/// threads (the export hashes each changed block of the base and of the
-/// new image); falls back to one where threads cannot be spawned (WASI).
-pub fn hash_pair(a: &[u8], b: &[u8]) -> (u128, u128) {
-    #[cfg(feature = "std")]
-    if a.len().min(b.len()) >= PARALLEL_MIN {
-        return std::thread::scope(|s| {
-            match std::thread::Builder::new().spawn_scoped(s, || hash(a)) {
-                Ok(h) => {
-                    let hb = hash(b);
-                    (h.join().unwrap_or_else(|_| hash(a)), hb)
-                }
-                Err(_) => (hash(a), hash(b)),
-            }
-        });
-    }
-    (hash(a), hash(b))
-}
-
-/// Smallest input [`hash_pair`] hashes on two threads (a thread costs tens
-/// of microseconds; 256 KiB hash in about fifteen).
-#[cfg(feature = "std")]
-const PARALLEL_MIN: usize = 256 << 10;
-
 /// XXH3-128 of `len` zero bytes.
 pub fn hash_zeros(len: u64) -> u128 {
     let mut h = Hasher::new();

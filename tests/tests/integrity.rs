@@ -466,3 +466,145 @@ fn golden_sealed_samples_are_current() {
         assert_eq!(img, s2);
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// 8 MiB images in 1 MiB objects: whole changed objects (hashed while
+/// read), partial ones, zeroed ones, and whole ones again after partial ones.
+fn big_images() -> (Vec<u8>, Vec<u8>, ExportOptions) {
+    let base = noise(8 << 20, 7);
+    let mut target = base.clone();
+    target[..3 << 20].copy_from_slice(&noise(3 << 20, 9));
+    target[(4 << 20) + 100..(4 << 20) + 70_000].fill(3);
+    target[5 << 20..6 << 20].fill(0);
+    target[6 << 20..7 << 20].copy_from_slice(&noise(1 << 20, 10));
+    target[(7 << 20) + 5..(7 << 20) + 900_000].copy_from_slice(&noise(899_995, 11));
+    let opts = ExportOptions {
+        object_size: 1 << 20,
+        ..ExportOptions::default()
+    };
+    (base, target, opts)
+}
+
+/// The export's hashes (made while reading or afterwards) equal an
+/// independent computation: sealing
+/// the plain diff afterwards from the base (entries and checksum).
+#[test]
+fn sealed_export_hashes_equal_sealing_afterwards() {
+    let (base, target, opts) = big_images();
+    let header = DiffHeader {
+        from: Some(b"a"),
+        to: Some(b"b"),
+        protected: Some(false),
+        size: None,
+    };
+    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), Format::DiffV1).unwrap();
+    let (mut b, mut t) = (base.clone(), target.clone());
+    let (_, m) = export_diff_sealed(
+        Some(&mut b),
+        &mut t,
+        &header,
+        &opts,
+        &mut enc,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let bytes = enc.finish().unwrap().into_inner();
+    let mut b2 = base.clone();
+    let again = seal_stream(Cursor::new(&bytes), Some(&mut b2)).unwrap();
+    assert!(m.entries.len() >= 5, "{} records", m.entries.len());
+    assert_eq!(m, again);
+    // and the diff applies to the target, verified against its manifest
+    let mut img = base.clone();
+    rbdiff::image::apply_stream(Cursor::new(&bytes), &mut img, Config::new(), 4096).unwrap();
+    assert_eq!(sha(&img), sha(&target));
+    m.check_result(&mut img, Some(target.len() as u64)).unwrap();
+}
+
+/// Checking on several threads reports the first mismatching record, as
+/// the one-thread check does; reading back with deferred payload checks
+/// catches a corrupt payload the verifier did not hash.
+#[test]
+fn parallel_checks_and_deferred_payloads() {
+    let (base, target, opts) = big_images();
+    let header = DiffHeader {
+        from: None,
+        to: Some(b"b"),
+        protected: None,
+        size: None,
+    };
+    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), Format::DiffV2).unwrap();
+    let (mut b, mut t) = (base.clone(), target.clone());
+    let (_, m) = export_diff_sealed(
+        Some(&mut b),
+        &mut t,
+        &header,
+        &opts,
+        &mut enc,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let bytes = enc.finish().unwrap().into_inner();
+    let n = m.entries.len();
+    let mut wrong = base.clone();
+    for &k in &[n - 1, 1] {
+        let e = m.entries[k];
+        wrong[e.offset as usize] ^= 0x40;
+    }
+    let one = m.check_base(&mut wrong.clone()).unwrap_err();
+    let mut three = vec![wrong.clone(), wrong.clone(), wrong];
+    let par = m.check_base_par(&mut three).unwrap_err();
+    assert_eq!(one, par);
+    assert!(
+        matches!(par, VerifyError::Block { index: 1, .. }),
+        "{par:?}"
+    );
+    assert_eq!(m.check_base_par(&mut [base.clone(), base.clone()]), Ok(()));
+
+    // deferred: the verifier does not hash payloads; the read-back does
+    let w = m.entries.iter().position(|e| e.len > 1000).unwrap();
+    let mut bad = bytes.clone();
+    let mut sv = StreamVerifier::new(Some(m.clone()));
+    assert!(sv.defer_payloads());
+    let mut r = EventReader::new(Cursor::new(&bytes), Config::new());
+    let mut so = None;
+    while let Some((off, ev, raw)) = r.next_event_raw().unwrap() {
+        if matches!(ev, Event::Write { .. }) && so.is_none() && sv.records() == w as u64 {
+            so = Some(off);
+        }
+        sv.event(off, &ev, raw);
+    }
+    assert!(sv.finish().is_ok());
+    let so = so.unwrap() as usize;
+    bad[so + 25 + 10] ^= 1; // in the payload (v2 header: tag, len, offset, length)
+    let mut sv = StreamVerifier::new(Some(m.clone()));
+    sv.defer_payloads();
+    let mut img = base.clone();
+    let mut ap = Applier::new(4096);
+    let mut r = EventReader::new(Cursor::new(&bad), Config::new());
+    while let Some((off, ev, raw)) = r.next_event_raw().unwrap() {
+        sv.event(off, &ev, raw);
+        ap.event(&mut img, &ev).unwrap();
+    }
+    ap.finish(&mut img).unwrap();
+    assert!(
+        sv.finish().is_ok(),
+        "the deferred verifier leaves payloads to the read-back"
+    );
+    let e = m.check_entries(&mut img, 0..n, false).unwrap_err();
+    assert!(
+        matches!(e, VerifyError::Block { index, .. } if index == w),
+        "{e:?}"
+    );
+}
