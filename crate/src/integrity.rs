@@ -157,33 +157,16 @@ impl Hasher {
 /// payload is hashed once, for its post-image hash, and the checksum covers
 /// that hash (so it still binds every payload byte, and the entries list).
 /// [`bytes`](Self::bytes) counts the real stream bytes.
-#[derive(Clone)]
+#[derive(Clone, Debug, Default)]
 pub struct StreamHasher {
-    inner: Xxh3,
+    inner: Hasher,
     bytes: u64,
-}
-
-impl core::fmt::Debug for StreamHasher {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("StreamHasher")
-            .field("bytes", &self.bytes)
-            .finish()
-    }
-}
-
-impl Default for StreamHasher {
-    fn default() -> Self {
-        StreamHasher::new()
-    }
 }
 
 impl StreamHasher {
     /// A fresh hasher.
     pub fn new() -> Self {
-        StreamHasher {
-            inner: Xxh3::new(),
-            bytes: 0,
-        }
+        StreamHasher::default()
     }
 
     /// Stream bytes that are not part of a `w` payload.
@@ -205,7 +188,7 @@ impl StreamHasher {
 
     /// The checksum so far.
     pub fn digest(&self) -> u128 {
-        self.inner.digest128()
+        self.inner.digest()
     }
 
     /// Start again.

@@ -43,6 +43,16 @@ fn opts() -> ExportOptions {
 
 /// Sealed export of `base -> target` in `format`: (stream bytes, manifest).
 fn sealed(format: Format, base: &[u8], target: &[u8]) -> (Vec<u8>, Manifest) {
+    sealed_with(format, base, target, &opts())
+}
+
+/// [`sealed`] with other export options.
+fn sealed_with(
+    format: Format,
+    base: &[u8],
+    target: &[u8],
+    opts: &ExportOptions,
+) -> (Vec<u8>, Manifest) {
     let mut enc = Encoder::diff(HashingSink::new(Vec::new()), format).unwrap();
     let header = DiffHeader {
         from: Some(b"a"),
@@ -55,7 +65,7 @@ fn sealed(format: Format, base: &[u8], target: &[u8]) -> (Vec<u8>, Manifest) {
         Some(&mut b),
         &mut t,
         &header,
-        &opts(),
+        opts,
         &mut enc,
         &mut |_, _| {},
     )
@@ -503,24 +513,9 @@ fn big_images() -> (Vec<u8>, Vec<u8>, ExportOptions) {
 #[test]
 fn sealed_export_hashes_equal_sealing_afterwards() {
     let (base, target, opts) = big_images();
-    let header = DiffHeader {
-        from: Some(b"a"),
-        to: Some(b"b"),
-        protected: Some(false),
-        size: None,
-    };
-    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), Format::DiffV1).unwrap();
-    let (mut b, mut t) = (base.clone(), target.clone());
-    let (_, m) = export_diff_sealed(
-        Some(&mut b),
-        &mut t,
-        &header,
-        &opts,
-        &mut enc,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let bytes = enc.finish().unwrap().into_inner();
+    let (stream, m) = sealed_with(Format::DiffV1, &base, &target, &opts);
+    // the plain diff: the trailer is the manifest's own
+    let bytes = &stream[..stream.len() - m.to_trailer().len()];
     let mut b2 = base.clone();
     let again = seal_stream(Cursor::new(&bytes), Some(&mut b2)).unwrap();
     assert!(m.entries.len() >= 5, "{} records", m.entries.len());
@@ -538,24 +533,7 @@ fn sealed_export_hashes_equal_sealing_afterwards() {
 #[test]
 fn parallel_checks_and_deferred_payloads() {
     let (base, target, opts) = big_images();
-    let header = DiffHeader {
-        from: None,
-        to: Some(b"b"),
-        protected: None,
-        size: None,
-    };
-    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), Format::DiffV2).unwrap();
-    let (mut b, mut t) = (base.clone(), target.clone());
-    let (_, m) = export_diff_sealed(
-        Some(&mut b),
-        &mut t,
-        &header,
-        &opts,
-        &mut enc,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let bytes = enc.finish().unwrap().into_inner();
+    let (bytes, m) = sealed_with(Format::DiffV2, &base, &target, &opts);
     let n = m.entries.len();
     let mut wrong = base.clone();
     for &k in &[n - 1, 1] {
