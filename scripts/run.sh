@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rbdiff-target}"
 bash scripts/setup.sh
+# The demo runs the WASI build under the wasmtime CLI, as users would. Its
+# build takes 10-40 min once (RBDIFF_NO_WASMTIME_CLI=1: use the PyPI engine).
+if [ "${RBDIFF_NO_WASMTIME_CLI:-}" != 1 ] &&
+  [ "$(wasmtime --version 2>/dev/null | awk '{print $2}')" != 48.0.8 ]; then
+  echo "run: cargo install wasmtime-cli 48.0.8 (10-40 min, once)" >&2
+  cargo install -q --locked wasmtime-cli --version 48.0.8
+fi
 cargo build -q --release -p rbdiff-cli
 cargo build -q --release -p rbdiff-cli --target wasm32-wasip1
 rbdiff="$CARGO_TARGET_DIR/release/rbdiff"
@@ -24,8 +31,14 @@ run info demo
 run import --export-format 2 --no-progress samples/basic-64k.image.v2 restored
 run snap ls restored
 run diff --format json restored@s2
-say "the same CLI under WASI (wasmtime engine via PyPI wasmtime), reading stdin:"
-python3 tests/tools/wasmtime_run.py "$CARGO_TARGET_DIR/wasm32-wasip1/release/rbdiff.wasm" inspect - < samples/s2..head.diff
+wasm="$CARGO_TARGET_DIR/wasm32-wasip1/release/rbdiff.wasm"
+if command -v wasmtime >/dev/null && [ "${RBDIFF_NO_WASMTIME_CLI:-}" != 1 ]; then
+  say "wasmtime run $wasm inspect - < samples/s2..head.diff   # the same CLI under WASI"
+  wasmtime run "$wasm" inspect - < samples/s2..head.diff
+else
+  say "the same CLI under WASI (wasmtime engine via PyPI wasmtime), reading stdin:"
+  python3 tests/tools/wasmtime_run.py "$wasm" inspect - < samples/s2..head.diff
+fi
 
 if [ "${RBDIFF_NO_SERVE:-}" != 1 ] && [ -f scripts/serve.sh ]; then
   bash scripts/serve.sh
