@@ -89,6 +89,25 @@ pub fn hash_zeros(len: u64) -> u128 {
     h.digest()
 }
 
+/// XXH3-128 of runs of zeros, the last length remembered (the `z` records
+/// of a diff, and zero bases, mostly have one length: the object size).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ZeroHash(Option<(u64, u128)>);
+
+impl ZeroHash {
+    /// [`hash_zeros`]`(len)`.
+    pub(crate) fn get(&mut self, len: u64) -> u128 {
+        match self.0 {
+            Some((l, h)) if l == len => h,
+            _ => {
+                let h = hash_zeros(len);
+                self.0 = Some((len, h));
+                h
+            }
+        }
+    }
+}
+
 /// Streaming XXH3-128 with a byte count.
 #[derive(Clone)]
 pub struct Hasher {

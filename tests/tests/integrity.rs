@@ -16,6 +16,9 @@ use sha2::Digest;
 use std::io::Cursor;
 use std::path::Path;
 
+mod cli_common;
+use cli_common::noise;
+
 fn sha(b: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(b))
 }
@@ -475,19 +478,6 @@ fn golden_sealed_samples_are_current() {
         rbdiff::image::apply_stream(&bytes[..], &mut img, Config::new(), 4096).unwrap();
         assert_eq!(img, s2);
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// 8 MiB images in 1 MiB objects: whole changed objects (hashed while

@@ -229,7 +229,6 @@ pub struct ReadBack<'scope> {
         'scope,
         Result<(), rbdiff::integrity::VerifyError<io::Error>>,
     >,
-    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     m: &'scope Manifest,
     /// Entries sent to the worker.
     sent: usize,
@@ -249,8 +248,6 @@ impl<'scope> ReadBack<'scope> {
         dev: crate::dev::Dev,
     ) -> io::Result<ReadBack<'scope>> {
         let (tx, rx) = std::sync::mpsc::channel::<std::ops::Range<usize>>();
-        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = failed.clone();
         let worker = std::thread::Builder::new().spawn_scoped(s, move || {
             for r in rx {
                 // A fresh handle per batch: its size is the image's now (an
@@ -258,17 +255,13 @@ impl<'scope> ReadBack<'scope> {
                 let mut d = dev
                     .try_clone()
                     .map_err(rbdiff::integrity::VerifyError::Read)?;
-                if let Err(e) = m.check_entries(&mut d, r, false) {
-                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Err(e);
-                }
+                m.check_entries(&mut d, r, false)?;
             }
             Ok(())
         })?;
         Ok(ReadBack {
             tx,
             worker,
-            failed,
             m,
             sent: 0,
             ready: 0,
@@ -296,9 +289,10 @@ impl<'scope> ReadBack<'scope> {
         }
     }
 
-    /// True once the thread found a mismatch (stop applying).
+    /// True once the thread found a mismatch (stop applying): it stops
+    /// only on one (or on a read error) while records may still come.
     pub fn failed(&self) -> bool {
-        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+        self.worker.is_finished()
     }
 
     /// Wait for the thread; the entries it checked (all that were sent).

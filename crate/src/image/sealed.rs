@@ -14,25 +14,7 @@
 
 use super::{Encoder, ExportHooks, Exported};
 use crate::encode::Sink;
-use crate::integrity::{Entry, Hasher, HashingSink, Manifest, hash, hash_zeros};
-
-/// The hash of a run of zeros, the last length remembered (`z` records and
-/// zero bases mostly have one length: the object size).
-#[derive(Debug, Default)]
-struct ZeroHash(Option<(u64, u128)>);
-
-impl ZeroHash {
-    fn get(&mut self, len: u64) -> u128 {
-        match self.0 {
-            Some((l, h)) if l == len => h,
-            _ => {
-                let h = hash_zeros(len);
-                self.0 = Some((len, h));
-                h
-            }
-        }
-    }
-}
+use crate::integrity::{Entry, Hasher, HashingSink, Manifest, ZeroHash, hash};
 
 /// The span of an object read so far, and its hashes when speculating.
 #[derive(Debug)]

@@ -237,11 +237,7 @@ impl Manifest {
         S: BlockSource + Send,
         S::Error: Send,
     {
-        let Some(first) = sources.first_mut() else {
-            return Ok(());
-        };
-        check_size(first, self.base_size)?;
-        self.check_entries_par(sources, 0..self.entries.len(), true)
+        self.check_par(sources, self.base_size, 0..self.entries.len(), true)
     }
 
     /// [`check_result`](Self::check_result) of entries `range` only, on one
@@ -257,11 +253,26 @@ impl Manifest {
         S: BlockSource + Send,
         S::Error: Send,
     {
+        self.check_par(sources, size, range, false)
+    }
+
+    #[cfg(feature = "std")]
+    fn check_par<S>(
+        &self,
+        sources: &mut [S],
+        size: Option<u64>,
+        range: core::ops::Range<usize>,
+        base: bool,
+    ) -> Result<(), VerifyError<S::Error>>
+    where
+        S: BlockSource + Send,
+        S::Error: Send,
+    {
         let Some(first) = sources.first_mut() else {
             return Ok(());
         };
         check_size(first, size)?;
-        self.check_entries_par(sources, range, false)
+        self.check_entries_par(sources, range, base)
     }
 
     /// [`check_entries`](Self::check_entries) on one thread per source (see
@@ -432,24 +443,16 @@ impl core::fmt::Display for StreamFault {
     }
 }
 
-/// Hashers of runs of zeros, the last length remembered (`z` records of a
-/// diff mostly have one length: the object size).
-#[derive(Clone, Debug, Default)]
-struct ZeroHashes(Option<(u64, Hasher)>);
-
-impl ZeroHashes {
-    /// A hasher that has hashed `len` zeros.
-    fn hasher(&mut self, len: u64) -> Hasher {
-        match &self.0 {
-            Some((l, h)) if *l == len => h.clone(),
-            _ => {
-                let mut h = Hasher::new();
-                h.zeros(len);
-                self.0 = Some((len, h.clone()));
-                h
-            }
-        }
-    }
+/// What an open record's post-image hash comes from. (One record is open
+/// at a time, so the size of the `w` variant costs nothing.)
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Post {
+    /// A `w`: its payload, hashed as it comes (its hash goes into the
+    /// checksum).
+    Payload(Hasher),
+    /// A `z`: known at once.
+    Known(u128),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -475,9 +478,9 @@ pub struct StreamVerifier {
     mark_k: Option<(u64, u128)>,
     mark_e: Option<(u64, u128)>,
     seen: Vec<Seen>,
-    /// The open record: what it is, its payload hasher, payload bytes still
-    /// to come, and whether it is a `w` (its hash goes into the checksum).
-    record: Option<(Seen, Hasher, u64, bool)>,
+    /// The open record: what it is, its post-image hash, payload bytes
+    /// still to come.
+    record: Option<(Seen, Post, u64)>,
     in_ext: Option<u8>,
     hashes: HashesParser,
     found: Manifest,
@@ -487,7 +490,7 @@ pub struct StreamVerifier {
     fault: Option<StreamFault>,
     count: u64,
     ended: bool,
-    zeros: ZeroHashes,
+    zeros: ZeroHash,
     deferred: bool,
 }
 
@@ -510,7 +513,7 @@ impl StreamVerifier {
             fault: None,
             count: 0,
             ended: false,
-            zeros: ZeroHashes::default(),
+            zeros: ZeroHash::default(),
             deferred: false,
         }
     }
@@ -554,18 +557,22 @@ impl StreamVerifier {
     }
 
     fn close_record(&mut self) {
-        if let Some((mut seen, h, _, write)) = self.record.take() {
-            seen.post = match (&self.preloaded, self.deferred) {
-                (Some(m), true) if write => m
-                    .entries
-                    .get(self.seen.len())
-                    .filter(|e| e.offset == seen.offset && e.len == seen.len)
-                    .map_or(0, |e| e.post),
-                _ => h.digest(),
+        if let Some((mut seen, post, _)) = self.record.take() {
+            seen.post = match post {
+                Post::Known(h) => h,
+                Post::Payload(h) => {
+                    let digest = match (&self.preloaded, self.deferred) {
+                        (Some(m), true) => m
+                            .entries
+                            .get(self.seen.len())
+                            .filter(|e| e.offset == seen.offset && e.len == seen.len)
+                            .map_or(0, |e| e.post),
+                        _ => h.digest(),
+                    };
+                    self.stream.payload(seen.len, digest);
+                    digest
+                }
             };
-            if write {
-                self.stream.payload(seen.len, seen.post);
-            }
             let index = self.seen.len();
             if let Some(m) = &self.preloaded {
                 match m.entries.get(index) {
@@ -592,7 +599,7 @@ impl StreamVerifier {
     pub fn event(&mut self, offset: u64, ev: &Event<'_>, raw: &[u8]) {
         if !matches!(ev, Event::Data { .. }) {
             // A record's payload is complete once any other event comes.
-            if let Some((_, _, left, _)) = &self.record
+            if let Some((_, _, left)) = &self.record
                 && *left == 0
             {
                 self.close_record();
@@ -614,9 +621,8 @@ impl StreamVerifier {
                         len,
                         post: 0,
                     },
-                    Hasher::new(),
+                    Post::Payload(Hasher::new()),
                     len,
-                    true,
                 ));
                 self.stream.update(raw);
                 if len == 0 {
@@ -626,8 +632,8 @@ impl StreamVerifier {
             }
             Event::Data { bytes, .. } => {
                 // Hashed once, here; the checksum gets the payload's hash.
-                if let Some((_, h, left, _)) = &mut self.record {
-                    if !self.deferred {
+                if let Some((_, post, left)) = &mut self.record {
+                    if let (Post::Payload(h), false) = (post, self.deferred) {
                         h.update(bytes);
                     }
                     *left -= bytes.len() as u64;
@@ -636,7 +642,7 @@ impl StreamVerifier {
             }
             Event::Zero { offset: o, len } => {
                 self.count += 1;
-                let h = self.zeros.hasher(len);
+                let h = Post::Known(self.zeros.get(len));
                 self.record = Some((
                     Seen {
                         stream_offset: offset,
@@ -646,7 +652,6 @@ impl StreamVerifier {
                     },
                     h,
                     0,
-                    false,
                 ));
                 self.stream.update(raw);
                 self.close_record();
@@ -811,28 +816,32 @@ pub fn seal_stream<R: std::io::Read, B: BlockSource + ?Sized>(
         ..Manifest::default()
     };
     let mut stream = StreamHasher::new();
-    // The open record: offset, length, pre-image hash, payload hasher, is a `w`.
-    let mut cur: Option<(u64, u64, u128, Hasher, bool)> = None;
+    let mut zeros = ZeroHash::default();
+    // The open record: offset, length, pre-image hash, post-image hash.
+    let mut cur: Option<(u64, u64, u128, Post)> = None;
     let mut buf = vec![];
-    let close = |m: &mut Manifest,
-                 cur: &mut Option<(u64, u64, u128, Hasher, bool)>,
-                 stream: &mut StreamHasher| {
-        if let Some((offset, len, pre, h, write)) = cur.take() {
-            let post = h.digest();
-            if write {
-                stream.payload(len, post);
+    let close =
+        |m: &mut Manifest, cur: &mut Option<(u64, u64, u128, Post)>, stream: &mut StreamHasher| {
+            if let Some((offset, len, pre, post)) = cur.take() {
+                let post = match post {
+                    Post::Known(h) => h,
+                    Post::Payload(h) => {
+                        let d = h.digest();
+                        stream.payload(len, d);
+                        d
+                    }
+                };
+                m.entries.push(Entry {
+                    offset,
+                    len,
+                    pre,
+                    post,
+                });
             }
-            m.entries.push(Entry {
-                offset,
-                len,
-                pre,
-                post,
-            });
-        }
-    };
+        };
     while let Some((_, ev, raw)) = events.next_event_raw().map_err(SealError::Read)? {
         if let Event::Data { bytes, .. } = ev {
-            if let Some((.., h, _)) = cur.as_mut() {
+            if let Some((.., Post::Payload(h))) = cur.as_mut() {
                 h.update(bytes);
             }
             continue;
@@ -844,14 +853,13 @@ pub fn seal_stream<R: std::io::Read, B: BlockSource + ?Sized>(
             Event::Write { offset, len } | Event::Zero { offset, len } => {
                 let pre = match base.as_deref_mut() {
                     Some(b) => hash_range(b, offset, len, &mut buf).map_err(SealError::Base)?,
-                    None => hash_zeros(len),
+                    None => zeros.get(len),
                 };
-                let zero = matches!(ev, Event::Zero { .. });
-                let mut h = Hasher::new();
-                if zero {
-                    h.zeros(len);
-                }
-                cur = Some((offset, len, pre, h, !zero));
+                let post = match ev {
+                    Event::Zero { .. } => Post::Known(zeros.get(len)),
+                    _ => Post::Payload(Hasher::new()),
+                };
+                cur = Some((offset, len, pre, post));
             }
             _ => {}
         }
