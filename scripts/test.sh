@@ -24,8 +24,8 @@ cargo clippy -q -p rbdiff-component --target wasm32-wasip2 -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -q -p rbdiff --no-deps
 
 step "no_std proof"
-cargo check -q -p rbdiff --no-default-features --target x86_64-unknown-none
-cargo check -q -p rbdiff --no-default-features --features alloc --target x86_64-unknown-none
+cargo clippy -q -p rbdiff --no-default-features --target x86_64-unknown-none -- -D warnings
+cargo clippy -q -p rbdiff --no-default-features --features alloc --target x86_64-unknown-none -- -D warnings
 cargo check -q -p rbdiff --no-default-features --features alloc --target wasm32-unknown-unknown
 
 step "build the CLI (native, wasm32-wasip1, wasm32-wasip2)"

@@ -491,6 +491,10 @@ pub struct ExportOptions {
     pub whole_object: bool,
     /// Changed runs closer than this are reported as one record.
     pub merge_gap: u64,
+    /// [`export_diff_sealed`] makes its hashes on a second thread (with
+    /// `std`, when one can be started, for objects up to 32 MiB); else on
+    /// the exporting thread.
+    pub hash_thread: bool,
 }
 
 impl Default for ExportOptions {
@@ -499,6 +503,7 @@ impl Default for ExportOptions {
             object_size: 4 << 20,
             whole_object: false,
             merge_gap: 4096,
+            hash_thread: true,
         }
     }
 }
@@ -662,8 +667,13 @@ pub trait ExportHooks<S: Sink> {
     /// written, for a `z` after it.
     fn record(&mut self, rec: &Exported<'_>, enc: &mut Encoder<S>);
 
-    /// The object is done (the next `read` is of another object).
-    fn object_done(&mut self) {}
+    /// The object is done (the next `read` is of another object). `to` and
+    /// `base` are the buffers it was read into (`base` is empty when
+    /// diffing from zeros): a hook may swap them for buffers of the same
+    /// lengths, to look at them on another thread.
+    fn object_done(&mut self, to: &mut Vec<u8>, base: &mut Vec<u8>, enc: &mut Encoder<S>) {
+        let _ = (to, base, enc);
+    }
 }
 
 impl<S: Sink, F: FnMut(&Exported<'_>, &mut Encoder<S>)> ExportHooks<S> for F {
@@ -828,7 +838,7 @@ where
                 stats.data_bytes += piece.len() as u64;
             }
         }
-        hooks.object_done();
+        hooks.object_done(&mut tbuf, &mut fbuf, enc);
         start = end;
         progress(start, size);
     }
@@ -842,6 +852,11 @@ where
 /// a sidecar. The [`HashingSink`] must have been created (or reset) at the
 /// start of this diff. `base_size` is the size of `from` when it is a real
 /// image (`None` when diffing from creation).
+///
+/// With `std` the hashes are made on a second thread while the export goes
+/// on (see [`ExportOptions::hash_thread`]); the stream and the manifest
+/// are the same either way.
+#[cfg_attr(not(feature = "std"), allow(unused_labels))]
 pub fn export_diff_sealed<A, B, S>(
     from: Option<&mut A>,
     to: &mut B,
@@ -860,15 +875,28 @@ where
         base_size,
         ..Manifest::default()
     };
-    let stats = export_records(
-        from,
-        to,
-        header,
-        opts,
-        enc,
-        progress,
-        &mut sealed::Hooks::new(&mut m),
-    )?;
+    let stats = 'export: {
+        #[cfg(feature = "std")]
+        if opts.hash_thread
+            && opts.object_size <= sealed::PAR_MAX_OBJECT
+            && let Some(mut hooks) = sealed::ParHooks::new(&mut m)
+        {
+            let stats = export_records(from, to, header, opts, enc, progress, &mut hooks);
+            hooks.finish(enc);
+            break 'export stats;
+        }
+        let mut hooks = sealed::Hooks::new(&mut m);
+        export_records(from, to, header, opts, enc, progress, &mut hooks)
+    }?;
+    seal_end(stats, m, enc)
+}
+
+/// The end of [`export_diff_sealed`]: `H` and `K` records for v2, the `e`.
+fn seal_end<S: Sink, R>(
+    stats: ExportStats,
+    mut m: Manifest,
+    enc: &mut Encoder<HashingSink<S>>,
+) -> Result<(ExportStats, Manifest), ExportError<R, S::Error>> {
     let w = ExportError::Write;
     if enc.diff_format() == Format::DiffV2 {
         let hashes_offset = enc.sink().hasher().bytes();

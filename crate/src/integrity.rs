@@ -91,9 +91,11 @@ pub fn hash_zeros(len: u64) -> u128 {
 
 /// XXH3-128 of runs of zeros, the last length remembered (the `z` records
 /// of a diff, and zero bases, mostly have one length: the object size).
+#[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ZeroHash(Option<(u64, u128)>);
 
+#[cfg(feature = "alloc")]
 impl ZeroHash {
     /// [`hash_zeros`]`(len)`.
     pub(crate) fn get(&mut self, len: u64) -> u128 {
@@ -487,12 +489,29 @@ pub use manifest::*;
 /// A [`crate::Sink`] that computes the stream checksum ([`StreamHasher`])
 /// of what passes through it. Before each `w` payload is written, tell it
 /// the payload's hash with [`payload`](Self::payload): those bytes are then
-/// counted, not hashed again.
+/// counted, not hashed again. Or, when the hash is made elsewhere (on
+/// another thread), announce the payload with
+/// [`payload_later`](Self::payload_later) and hand its hash to
+/// [`resolve`](Self::resolve) afterwards, in order: the bytes written in
+/// between are kept until then.
 #[derive(Debug)]
 pub struct HashingSink<S> {
     inner: S,
     hasher: StreamHasher,
     skip: u64,
+    /// Payloads from the first whose hash is still to come on, each with
+    /// the bytes written after it.
+    #[cfg(feature = "alloc")]
+    later: alloc::collections::VecDeque<Later>,
+}
+
+/// A payload queued in a [`HashingSink`].
+#[cfg(feature = "alloc")]
+#[derive(Debug)]
+struct Later {
+    len: u64,
+    digest: Option<u128>,
+    after: alloc::vec::Vec<u8>,
 }
 
 impl<S> HashingSink<S> {
@@ -502,24 +521,80 @@ impl<S> HashingSink<S> {
             inner,
             hasher: StreamHasher::new(),
             skip: 0,
+            #[cfg(feature = "alloc")]
+            later: Default::default(),
         }
     }
 
-    /// The checksum of what was written since the last reset.
+    /// The checksum of what was written since the last reset (up to the
+    /// first payload whose hash is still to come).
     pub fn hasher(&self) -> &StreamHasher {
         &self.hasher
     }
 
     /// The next `len` bytes written are a `w` payload hashing to `digest`.
     pub fn payload(&mut self, len: u64, digest: u128) {
-        self.hasher.payload(len, digest);
         self.skip += len;
+        #[cfg(feature = "alloc")]
+        if !self.later.is_empty() {
+            self.later.push_back(Later {
+                len,
+                digest: Some(digest),
+                after: alloc::vec::Vec::new(),
+            });
+            return;
+        }
+        self.hasher.payload(len, digest);
+    }
+
+    /// The next `len` bytes written are a `w` payload whose hash will be
+    /// given to [`resolve`](Self::resolve).
+    #[cfg(feature = "alloc")]
+    pub fn payload_later(&mut self, len: u64) {
+        self.skip += len;
+        self.later.push_back(Later {
+            len,
+            digest: None,
+            after: alloc::vec::Vec::new(),
+        });
+    }
+
+    /// The hash of the oldest payload announced by
+    /// [`payload_later`](Self::payload_later) and not resolved yet; false
+    /// (and nothing done) when there is none.
+    #[cfg(feature = "alloc")]
+    pub fn resolve(&mut self, digest: u128) -> bool {
+        let Some(l) = self.later.iter_mut().find(|l| l.digest.is_none()) else {
+            return false;
+        };
+        l.digest = Some(digest);
+        while let Some(Later {
+            len,
+            digest: Some(d),
+            ..
+        }) = self.later.front()
+        {
+            let (len, d) = (*len, *d);
+            self.hasher.payload(len, d);
+            if let Some(l) = self.later.pop_front() {
+                self.hasher.update(&l.after);
+            }
+        }
+        true
+    }
+
+    /// Payloads whose hash is still to come.
+    #[cfg(feature = "alloc")]
+    pub fn unresolved(&self) -> usize {
+        self.later.iter().filter(|l| l.digest.is_none()).count()
     }
 
     /// Start hashing afresh (at the banner of an embedded diff).
     pub fn reset(&mut self) {
         self.hasher.reset();
         self.skip = 0;
+        #[cfg(feature = "alloc")]
+        self.later.clear();
     }
 
     /// The inner sink.
@@ -541,6 +616,11 @@ impl<S: crate::Sink> crate::Sink for HashingSink<S> {
             .unwrap_or(usize::MAX)
             .min(bytes.len());
         self.skip -= n as u64;
+        #[cfg(feature = "alloc")]
+        if let Some(l) = self.later.back_mut() {
+            l.after.extend_from_slice(&bytes[n..]);
+            return Ok(());
+        }
         self.hasher.update(&bytes[n..]);
         Ok(())
     }

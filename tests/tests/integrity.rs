@@ -517,6 +517,152 @@ fn sealed_export_hashes_equal_sealing_afterwards() {
     m.check_result(&mut img, Some(target.len() as u64)).unwrap();
 }
 
+/// Hashing on a second thread (the default with `std`) and on the
+/// exporting thread give the same stream and manifest, for whole, partial
+/// and zeroed objects, objects rewritten whole, exports from zeros, both
+/// formats, and an object size past the threaded limit.
+#[test]
+fn hashes_made_on_a_second_thread_equal_inline_ones() {
+    let (base, target, big) = big_images();
+    let (sb, st) = images();
+    let cases = [
+        (base.as_slice(), target.as_slice(), big),
+        (&sb, &st, opts()),
+        (
+            &base,
+            &target,
+            ExportOptions {
+                whole_object: true,
+                ..big
+            },
+        ),
+        (
+            &base,
+            &target,
+            ExportOptions {
+                object_size: 64 << 20,
+                ..big
+            },
+        ),
+    ];
+    for (b, t, o) in cases {
+        for format in [Format::DiffV1, Format::DiffV2] {
+            let threaded = sealed_with(format, b, t, &o);
+            let inline = ExportOptions {
+                hash_thread: false,
+                ..o
+            };
+            assert!(
+                threaded == sealed_with(format, b, t, &inline),
+                "{format:?} {o:?}"
+            );
+            // and from zeros (no base)
+            let zeros = [
+                sealed_from_zeros(format, t, &o),
+                sealed_from_zeros(format, t, &inline),
+            ];
+            assert!(zeros[0] == zeros[1], "{format:?} {o:?} from zeros");
+        }
+    }
+}
+
+/// A sink failing half-way stops a threaded sealed export with the error
+/// (the hashing thread is wound down, nothing hangs).
+#[test]
+fn a_failing_sink_stops_a_threaded_sealed_export() {
+    struct Short(usize);
+    impl rbdiff::Sink for Short {
+        type Error = &'static str;
+        fn write_all(&mut self, b: &[u8]) -> Result<(), &'static str> {
+            self.0 = self.0.checked_sub(b.len()).ok_or("disk full")?;
+            Ok(())
+        }
+    }
+    let (base, target, opts) = big_images();
+    for room in [100, 3 << 20, 4 << 20] {
+        let mut enc = Encoder::diff(HashingSink::new(Short(room)), Format::DiffV2).unwrap();
+        let (mut b, mut t) = (base.clone(), target.clone());
+        let r = export_diff_sealed(
+            Some(&mut b),
+            &mut t,
+            &DiffHeader::default(),
+            &opts,
+            &mut enc,
+            &mut |_, _| {},
+        );
+        assert!(
+            matches!(r, Err(rbdiff::image::ExportError::Write(_))),
+            "{room}: {r:?}"
+        );
+    }
+}
+
+/// A sealed export from an all-zero image: (stream bytes, manifest).
+fn sealed_from_zeros(format: Format, target: &[u8], opts: &ExportOptions) -> (Vec<u8>, Manifest) {
+    let mut enc = Encoder::diff(HashingSink::new(Vec::new()), format).unwrap();
+    let mut t = target.to_vec();
+    let (_, m) = export_diff_sealed::<Vec<u8>, _, _>(
+        None,
+        &mut t,
+        &DiffHeader::default(),
+        opts,
+        &mut enc,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(m.entries.iter().map(|e| e.len).sum::<u64>() > 0);
+    (enc.finish().unwrap().into_inner(), m)
+}
+
+/// Payload hashes given later, in order, make the same checksum as hashes
+/// given up front, whatever is written in between.
+#[test]
+fn a_hashing_sink_takes_payload_hashes_later_in_order() {
+    use rbdiff::Sink;
+    let parts: [(&[u8], Option<&[u8]>); 4] = [
+        (b"head", Some(b"payload one")),
+        (b"rec2", Some(b"two")),
+        (b"rec3", None),
+        (b"rec4", Some(b"payload four, longer")),
+    ];
+    let mut now = HashingSink::new(Vec::new());
+    for (head, pay) in parts {
+        now.write_all(head).unwrap();
+        if let Some(p) = pay {
+            now.payload(p.len() as u64, rbdiff::integrity::hash(p));
+            now.write_all(p).unwrap();
+        }
+    }
+    now.write_all(b"end").unwrap();
+    // later: the first two and the last payload's hashes come afterwards,
+    // the third's in between is known at once
+    let mut later = HashingSink::new(Vec::new());
+    let mut owed = vec![];
+    for (i, (head, pay)) in parts.into_iter().enumerate() {
+        later.write_all(head).unwrap();
+        if let Some(p) = pay {
+            if i == 1 {
+                later.payload(p.len() as u64, rbdiff::integrity::hash(p));
+            } else {
+                later.payload_later(p.len() as u64);
+                owed.push(rbdiff::integrity::hash(p));
+            }
+            later.write_all(p).unwrap();
+        }
+    }
+    later.write_all(b"end").unwrap();
+    assert_eq!(later.unresolved(), 2);
+    assert_ne!(later.hasher().digest(), now.hasher().digest());
+    for h in owed {
+        assert!(later.resolve(h));
+    }
+    assert!(!later.resolve(0));
+    assert_eq!(later.unresolved(), 0);
+    assert_eq!(later.hasher().bytes(), now.hasher().bytes());
+    assert_eq!(later.hasher().digest(), now.hasher().digest());
+    assert_eq!(later.into_inner(), now.into_inner());
+}
+
 /// Checking on several threads reports the first mismatching record, as
 /// the one-thread check does; reading back with deferred payload checks
 /// catches a corrupt payload the verifier did not hash.
