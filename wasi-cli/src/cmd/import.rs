@@ -2,12 +2,13 @@
 //! `rbd image v2` export with its snapshots and metadata (format 2).
 
 use super::create::ImageOpts;
-use super::import_diff::{Dest, Importer, PumpFail, decode_fail, pump};
+use super::import_diff::{Dest, Importer, PumpFail, decode_fail};
 use super::{input_len, open_input};
-use crate::errors::{EDOM, EINVAL, Fail, errstr, io_errno};
+use crate::errors::{EBADMSG, EDOM, EINVAL, Fail, errstr, io_errno};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::{DEFAULT_FEATURES, DEFAULT_ORDER, ImageMeta, Spec, Store};
+use rbdiff::integrity::{StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES};
 use rbdiff::{Config, Event, EventReader, FormatSet, ReadError};
 use std::io::Read;
 
@@ -24,7 +25,12 @@ writes only non-zero --sparse-size chunks (a new image reads as zeros).
 Format 2 recreates order, features, stripe unit/count (unless given on the
 command line), image-meta, and every snapshot, then HEAD; on failure the
 partial image is removed unless snapshots were already created (as rbd,
-whose cleanup cannot remove an image with snapshots).";
+whose cleanup cannot remove an image with snapshots).
+Embedded diffs that carry integrity data ('rbdiff export --export-format 2
+--integrity', docs/integrity.md) are verified as they are imported: the
+stream checksum and each payload, then the image is read back against the
+diff's post-image hashes before its snapshot is created (a mismatch fails
+the import, rc 74). rbd itself skips that data.";
 
 /// Import image from file.
 #[derive(clap::Args, Debug)]
@@ -237,7 +243,7 @@ fn import_v2(
     };
     let r = {
         let mut imp = Importer::new(Dest::Store { img: &mut img, dev }, a.sparse_size);
-        pump(&mut reader, &mut imp, prog, total)
+        pump_verified(&mut reader, &mut imp, prog, total)
     };
     let fail = match r {
         Ok(()) => {
@@ -258,4 +264,78 @@ fn import_v2(
     Err(fail
         .then(format!("rbd: import-diff failed: {}", errstr(code)))
         .then("rbd: failed to import image"))
+}
+
+/// Drives `reader` through `imp` (progress by bytes read of `total`),
+/// verifying the image export's diffs that carry integrity data: the
+/// stream (checksum, payload hashes) as it is applied, then the image
+/// against the post-image hashes before the diff's snapshot is created. (The base of
+/// each diff is the image the previous one left, and its integrity data
+/// comes after its records: it cannot be checked before writing.)
+fn pump_verified(
+    reader: &mut EventReader<Box<dyn Read>>,
+    imp: &mut Importer<'_>,
+    prog: &mut Progress,
+    total: Option<u64>,
+) -> Result<(), PumpFail> {
+    imp.defer_snap = true;
+    let mut sv: Option<StreamVerifier> = None;
+    let mut diff = 0u64;
+    let mut diff_at = 0u64;
+    let bad = |diff: u64, at: u64, what: String| {
+        PumpFail::Other(Fail::new(
+            EBADMSG,
+            format!(
+                "rbdiff: import: integrity check of diff #{diff} (stream offset {at}) failed: {what}"
+            ),
+        ))
+    };
+    loop {
+        let (off, ev, raw) = match reader.next_event_raw() {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(()),
+            Err(ReadError::Decode(e)) => return Err(PumpFail::Decode(e)),
+            Err(ReadError::Io(e)) => return Err(PumpFail::Other(Fail::bare(io_errno(&e)))),
+        };
+        if let Event::DiffBegin { .. } = ev {
+            diff += 1;
+            diff_at = off;
+            sv = Some(StreamVerifier::new(None));
+        }
+        if let Some(v) = sv.as_mut() {
+            v.event(off, &ev, raw);
+            if let Some(f) = v.fault()
+                && !matches!(f, StreamFault::Checksum { .. } | StreamFault::Count { .. })
+            {
+                return Err(bad(diff, diff_at, f.to_string()));
+            }
+        }
+        let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
+        if !ours {
+            imp.event(&ev).map_err(PumpFail::Other)?;
+        }
+        if let Event::DiffEnd = ev {
+            match sv.take().map(StreamVerifier::finish) {
+                Some(Err(f)) => return Err(bad(diff, diff_at, f.to_string())),
+                Some(Ok(Some(m))) => {
+                    let size = imp.end_size;
+                    if let Err(e) = m.check_result(imp.dest.dev(), size) {
+                        return Err(bad(
+                            diff,
+                            diff_at,
+                            format!("the imported image does not match it: {e}"),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            imp.create_pending_snap().map_err(PumpFail::Other)?;
+        }
+        let done = reader.bytes_read();
+        match (total, imp.end_size) {
+            (Some(t), _) => prog.update(done, t),
+            (None, Some(s)) => prog.update(done.min(s), s),
+            _ => {}
+        }
+    }
 }

@@ -288,31 +288,7 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// Drive `reader` through `imp`; progress by bytes read of `total`.
-pub fn pump(
-    reader: &mut EventReader<Box<dyn Read>>,
-    imp: &mut Importer<'_>,
-    prog: &mut Progress,
-    total: Option<u64>,
-) -> Result<(), PumpFail> {
-    loop {
-        let ev = match reader.next_event() {
-            Ok(Some((_, ev))) => ev,
-            Ok(None) => return Ok(()),
-            Err(ReadError::Decode(e)) => return Err(PumpFail::Decode(e)),
-            Err(ReadError::Io(e)) => return Err(PumpFail::Other(Fail::bare(io_errno(&e)))),
-        };
-        imp.event(&ev).map_err(PumpFail::Other)?;
-        let done = reader.bytes_read();
-        match (total, imp.end_size) {
-            (Some(t), _) => prog.update(done, t),
-            (None, Some(s)) => prog.update(done.min(s), s),
-            _ => {}
-        }
-    }
-}
-
-/// Why [`pump`] stopped.
+/// Why importing a stream stopped.
 pub enum PumpFail {
     /// The stream is invalid.
     Decode(DecodeError),
