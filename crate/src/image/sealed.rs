@@ -263,6 +263,16 @@ impl<'m> ParHooks<'m> {
             self.receive(enc);
         }
     }
+
+    /// The hashing thread stopped early, which only a panic does: pass it
+    /// on.
+    fn worker_died(&mut self) -> ! {
+        self.to_worker = None;
+        match self.worker.take().map(std::thread::JoinHandle::join) {
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            _ => panic!("the hashing thread stopped with jobs in flight"),
+        }
+    }
 }
 
 #[cfg(feature = "std")]
@@ -315,19 +325,6 @@ impl<S: Sink> ExportHooks<HashingSink<S>> for ParHooks<'_> {
         match self.to_worker.as_ref().map(|tx| tx.send(job)) {
             Some(Ok(())) => self.in_flight += 1,
             _ => self.worker_died(),
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl ParHooks<'_> {
-    /// The hashing thread stopped early, which only a panic does: pass it
-    /// on.
-    fn worker_died(&mut self) -> ! {
-        self.to_worker = None;
-        match self.worker.take().map(std::thread::JoinHandle::join) {
-            Some(Err(p)) => std::panic::resume_unwind(p),
-            _ => panic!("the hashing thread stopped with jobs in flight"),
         }
     }
 }
