@@ -210,11 +210,15 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 for (what, img) in [("base", &a.base), ("result", &a.result)] {
                     let Some(img) = img else { continue };
                     let mut dev = super::open_image_ro(store, img)?;
-                    let r = if what == "base" {
-                        k.manifest.check_base(&mut dev)
-                    } else {
-                        k.manifest
-                            .check_result(&mut dev, links.last().and_then(|l| l.size))
+                    // One thread per core, each on its own handle, as import-diff.
+                    let mut readers = dev.readers(integ::check_threads());
+                    let size = links.last().and_then(|l| l.size);
+                    let all = 0..k.manifest.entries.len();
+                    let r = match (what, readers.is_empty()) {
+                        ("base", true) => k.manifest.check_base(&mut dev),
+                        ("base", false) => k.manifest.check_base_par(&mut readers),
+                        (_, true) => k.manifest.check_result(&mut dev, size),
+                        (_, false) => k.manifest.check_result_par(&mut readers, size, all),
                     };
                     let ok = r.is_ok();
                     let detail = match r {
