@@ -26,6 +26,20 @@ pub trait BlockSource {
     fn next_data(&mut self, offset: u64) -> Result<Option<(u64, u64)>, Self::Error> {
         Ok((offset < self.size()).then(|| (offset, self.size())))
     }
+    /// Hand the bytes `[offset, offset + len)` (within the size) to `f` in
+    /// order, as one or more slices, without copying them where the source
+    /// can: a slice hands itself, a [`FileImage`] maps the file on Linux.
+    /// `Ok(false)`: the source has no such path and nothing was handed (the
+    /// caller reads with [`read_at`](Self::read_at)); the default.
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        let _ = (offset, len, f);
+        Ok(false)
+    }
 }
 
 /// A writable image.
@@ -59,6 +73,17 @@ impl BlockSource for [u8] {
         read_slice(self, offset, buf);
         Ok(())
     }
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        let start = usize_of(offset).min(self.len());
+        let end = usize_of(offset.saturating_add(len)).min(self.len());
+        f(&self[start..end]);
+        Ok(true)
+    }
 }
 
 impl BlockSource for Vec<u8> {
@@ -68,6 +93,14 @@ impl BlockSource for Vec<u8> {
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
         self.as_mut_slice().read_at(offset, buf)
+    }
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        self.as_mut_slice().view(offset, len, f)
     }
 }
 

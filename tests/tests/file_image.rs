@@ -3,6 +3,7 @@
 
 use rbdiff::encode::IoSink;
 use rbdiff::image::{BlockSink, BlockSource, ExportOptions, FileImage, export_diff};
+use rbdiff::integrity::hash_range;
 use rbdiff::{DiffHeader, Encoder, Format};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -145,4 +146,95 @@ fn write_zeroes_reads_back_as_zeros() {
     img.read_at(0, &mut got).unwrap();
     assert_eq!(BlockSource::size(&img), 8 << 20);
     assert!(got == model);
+}
+
+/// Everything `view` hands out, concatenated.
+fn viewed<S: BlockSource + ?Sized>(s: &mut S, offset: u64, len: u64) -> Vec<u8>
+where
+    S::Error: std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    assert!(
+        s.view(offset, len, &mut |b| out.extend_from_slice(b))
+            .unwrap()
+    );
+    out
+}
+
+#[test]
+fn view_hands_out_the_bytes_read_at_gives() {
+    let t = tmp("view");
+    let p = t.0.join("img");
+    // 70 MiB: ranges spanning several 32 MiB mapping windows, at offsets
+    // that are not page-aligned, some below the 1 MiB mapping threshold.
+    let n: usize = 70 << 20;
+    let size = n as u64;
+    let mut data = vec![0u8; n];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x.to_le_bytes()[0];
+    }
+    std::fs::write(&p, &data).unwrap();
+    let mut img = open(&p);
+    for (o, l) in [
+        (0usize, n),
+        (1, n - 1),
+        (4095, (33 << 20) + 17),
+        ((5 << 20) + 3, 1 << 20),
+        (12345, 1000),
+        (n - 5000, 5000),
+        (n, 0),
+    ] {
+        let (off, len) = (o as u64, l as u64);
+        assert!(viewed(&mut img, off, len) == data[o..o + l], "{off}+{len}");
+        assert!(viewed(&mut data.clone(), off, len) == data[o..o + l]);
+    }
+    // Asked past the size: only what lies within it.
+    assert_eq!(viewed(&mut img, size - 10, 100).len(), 10);
+    // Hashes made through views equal those made through read_at, zeros
+    // past the size included.
+    let mut plain = ReadOnly(data.clone());
+    for (off, len) in [(0, size), (4095, 40 << 20), (size - (2 << 20), 4 << 20)] {
+        let mut buf = Vec::new();
+        assert_eq!(
+            hash_range(&mut img, off, len, &mut buf).unwrap(),
+            hash_range(&mut plain, off, len, &mut buf).unwrap(),
+            "{off}+{len}"
+        );
+    }
+}
+
+/// A source without views (the trait's default).
+struct ReadOnly(Vec<u8>);
+impl BlockSource for ReadOnly {
+    type Error = std::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read_at(offset, buf)
+    }
+}
+
+#[test]
+fn view_of_a_file_shortened_since_it_was_opened_reads_zeros() {
+    let t = tmp("view-short");
+    let p = t.0.join("img");
+    std::fs::write(&p, vec![7u8; 8 << 20]).unwrap();
+    let mut img = open(&p);
+    // Another process truncates it: nothing past the new end is mapped
+    // (which would raise SIGBUS); those bytes read as zeros, as read_at does.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(3 << 20)
+        .unwrap();
+    let v = viewed(&mut img, 1 << 20, 6 << 20);
+    assert_eq!(v.len(), 6 << 20);
+    assert!(v[..2 << 20].iter().all(|&b| b == 7));
+    assert!(v[2 << 20..].iter().all(|&b| b == 0));
 }

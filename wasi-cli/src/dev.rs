@@ -175,6 +175,9 @@ impl BlockSource for Dev {
     fn next_data(&mut self, offset: u64) -> io::Result<Option<(u64, u64)>> {
         self.0.next_data(offset)
     }
+    fn view(&mut self, offset: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        self.0.view(offset, len, f)
+    }
 }
 
 impl BlockSink for Dev {

@@ -88,6 +88,12 @@ pub fn hash_range<S: BlockSource + ?Sized>(
     let mut h = Hasher::new();
     let mut o = offset;
     let end = offset.saturating_add(len);
+    // Within the size, without a copy where the source can; past it (or
+    // without that), read (zeros past the size).
+    let within = end.min(src.size());
+    if o < within && src.view(o, within - o, &mut |s| h.update(s))? {
+        o = within;
+    }
     while o < end {
         let n = usize::try_from(end - o).unwrap_or(STEP).min(STEP);
         src.read_at(o, &mut buf[..n])?;
