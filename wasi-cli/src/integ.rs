@@ -235,17 +235,25 @@ pub struct ReadBack<'scope> {
     /// Entries complete but not sent yet (batched by size), and their bytes.
     ready: usize,
     ready_bytes: u64,
+    /// Send once this many bytes are ready (else only when flushed).
+    batch: Option<u64>,
 }
 
-/// Entries are sent to the read-back thread in batches of at least this.
-const READ_BACK_BATCH: u64 = 8 << 20;
+/// Entries are sent to the read-back thread in batches of at least this
+/// (unless the caller flushes instead, see [`ReadBack::start`]).
+pub const READ_BACK_BATCH: u64 = 8 << 20;
 
 impl<'scope> ReadBack<'scope> {
-    /// Start the thread on `dev` (a handle of its own on the image).
+    /// Start the thread on `dev` (a handle of its own on the image). It is
+    /// sent the applied entries every `batch` bytes, or, with `None`, only
+    /// when the caller flushes: an import that syncs the image at intervals
+    /// flushes right before each sync, so the reading back happens while
+    /// the import waits for the disk instead of competing with its writes.
     pub fn start<'env>(
         s: &'scope std::thread::Scope<'scope, 'env>,
         m: &'scope Manifest,
         dev: crate::dev::Dev,
+        batch: Option<u64>,
     ) -> io::Result<ReadBack<'scope>> {
         let (tx, rx) = std::sync::mpsc::channel::<std::ops::Range<usize>>();
         let worker = std::thread::Builder::new().spawn_scoped(s, move || {
@@ -266,6 +274,7 @@ impl<'scope> ReadBack<'scope> {
             sent: 0,
             ready: 0,
             ready_bytes: 0,
+            batch,
         })
     }
 
@@ -281,7 +290,7 @@ impl<'scope> ReadBack<'scope> {
             self.ready_bytes = self.ready_bytes.saturating_add(e.len);
             self.ready += 1;
         }
-        if self.ready > self.sent && (flush || self.ready_bytes >= READ_BACK_BATCH) {
+        if self.ready > self.sent && (flush || self.batch.is_some_and(|b| self.ready_bytes >= b)) {
             // A send fails only if the worker stopped on a mismatch.
             let _ = self.tx.send(self.sent..self.ready);
             self.sent = self.ready;

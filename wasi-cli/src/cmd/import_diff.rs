@@ -544,10 +544,14 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|k| &k.manifest)
         .filter(|m| sv.is_some() && integ::sorted(m));
+    // A journaled import syncs the image every `every` bytes: the thread
+    // reads back while it waits for the disk (see `ReadBack::start`).
+    let journaled = seekable && a.undo.is_none();
     let (res, read_back) = std::thread::scope(|sc| {
         let mut rb = read_back_of.and_then(|m| {
             let dev = imp.dest.dev().try_clone().ok()?;
-            integ::ReadBack::start(sc, m, dev).ok()
+            let batch = (!journaled).then_some(integ::READ_BACK_BATCH);
+            integ::ReadBack::start(sc, m, dev, batch).ok()
         });
         if rb.is_some()
             && let Some(v) = sv.as_mut()
@@ -594,6 +598,12 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                             .map_err(|e| Fail::new(EIO, format!("rbdiff: {e}")))?;
                     }
                     let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
+                    if let (Event::DiffEnd, Some(rb), Some(v)) = (&ev, rb.as_mut(), sv.as_ref()) {
+                        // Every record is applied but pending zeroing: read
+                        // back while `e` finishes and syncs.
+                        let all = usize::try_from(v.records()).unwrap_or(usize::MAX);
+                        rb.advance(all, imp.pending_zero_start(), true);
+                    }
                     if !(verify && ours) {
                         imp.event(&ev)?;
                     }
@@ -630,7 +640,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                     })?);
                 }
                 let pos = reader.decoder().position();
-                if seekable && a.undo.is_none() {
+                if journaled {
                     let due = match journaled_at {
                         None => true,
                         Some(at) => pos - at >= every,
@@ -643,6 +653,11 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                     // boundary, so a re-run only verifies and snapshots.
                     let cp = if is_end { last_cp } else { cp.filter(|_| due) };
                     if let Some(cp) = cp {
+                        if let (Some(rb), Some(v)) = (rb.as_mut(), sv.as_ref()) {
+                            // What is applied, read back during the sync.
+                            let started = usize::try_from(v.records()).unwrap_or(usize::MAX);
+                            rb.advance(started.saturating_sub(1), imp.pending_zero_start(), true);
+                        }
                         imp.sync()?;
                         let id = ident.as_ref().expect("seekable");
                         let st = imp.stats();
