@@ -48,8 +48,8 @@ written: a wrong base is refused (rc 22) naming the first mismatching block;
 it is written, on a second thread: from a file while the import waits for
 each journal sync (every 512 MiB) and the last one, from a pipe as it goes
 (a corrupt payload stops the import with its stream offset, rc 74); the end
-snapshot is created only after all checks. (Without threads, as under WASI, payloads
-are hashed while applying and the result is read back at the end.)
+snapshot is created only after all checks. (Without threads, as under WASI,
+payloads are hashed while applying and the result is read back at the end.)
 From a pipe without a sidecar the integrity data arrives after the data: the
 base cannot be checked first, the stream and the result still are.
 --no-verify (or --rbd-compat) turns all of it off.
