@@ -470,6 +470,15 @@ impl Decoder {
         matches!(self.state, State::Data { .. })
     }
 
+    /// Inside the payload of a `w` record: the image offset of its next
+    /// byte and how many bytes it has left.
+    pub fn payload_left(&self) -> Option<(u64, u64)> {
+        match self.state {
+            State::Data { remaining, offset } => Some((offset, remaining)),
+            _ => None,
+        }
+    }
+
     /// Accounts for `n` bytes of the current `w` payload that the caller
     /// consumed outside the decoder (copied or skipped straight from the
     /// source, e.g. with a kernel copy): the decoder goes on at the first

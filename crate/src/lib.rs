@@ -84,4 +84,4 @@ pub use format::Format;
 #[cfg(feature = "alloc")]
 pub use pump::{Pump, PumpError};
 #[cfg(feature = "std")]
-pub use reader::{EventReader, ReadError};
+pub use reader::{EventReader, PIECE_ALIGN, ReadError};

@@ -862,3 +862,102 @@ fn errors_are_sticky() {
     assert_eq!(d.decode(b"rbd diff v1\n", false), Err(e));
     assert!(!d.is_done());
 }
+
+/// Reads at most `n` bytes per call, as a pipe may.
+struct Trickle<'a>(&'a [u8], usize);
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.1).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn reader_pieces_end_on_page_boundaries_inside_a_record() {
+    use rbdiff::{Encoder, EventReader, PIECE_ALIGN};
+    // Records at unaligned offsets with unaligned lengths, behind a header
+    // that puts their payloads at odd stream positions.
+    let records: [(u64, usize); 3] = [
+        (12345, (3 << 20) + 777),
+        (8 << 20, 2 << 20),
+        (11 << 20, 5000),
+    ];
+    let mut enc = Encoder::diff(Vec::new(), Format::DiffV1).unwrap();
+    enc.header(&DiffHeader {
+        from: Some(b"mon"),
+        to: Some(b"tue"),
+        protected: None,
+        size: Some(16 << 20),
+    })
+    .unwrap();
+    let mut want = Vec::new();
+    for (i, &(off, len)) in records.iter().enumerate() {
+        let data: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
+        enc.write(off, &data).unwrap();
+        want.push((off, data));
+    }
+    enc.zero(13 << 20, 4096).unwrap();
+    enc.end_diff().unwrap();
+    let bytes = enc.finish().unwrap();
+    let mut first_others: Option<Vec<String>> = None;
+    for (name, cap, trickle) in [
+        ("1 MiB buffer", 1 << 20, usize::MAX),
+        ("64 KiB buffer", 64 << 10, usize::MAX),
+        ("pipe, 1000 bytes a read", 1 << 20, 1000),
+        ("buffer below a page", 1000, usize::MAX),
+    ] {
+        let mut r = EventReader::with_capacity(Trickle(&bytes, trickle), Config::new(), cap);
+        let mut got: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut others = Vec::new();
+        let mut pieces = 0;
+        while let Some((_, ev)) = r.next_event().unwrap() {
+            let Event::Data { offset, bytes } = ev else {
+                others.push(format!("{ev:?}"));
+                continue;
+            };
+            pieces += 1;
+            match got.last_mut() {
+                Some((o, d)) if *o + d.len() as u64 == offset => {
+                    // The piece before this one stopped inside its record
+                    // (on a page boundary, if the buffer can hold a page).
+                    if cap as u64 >= PIECE_ALIGN {
+                        assert_eq!(offset % PIECE_ALIGN, 0, "{name}: a piece ends at {offset}");
+                    }
+                    d.extend_from_slice(bytes);
+                }
+                _ => got.push((offset, bytes.to_vec())),
+            }
+        }
+        assert!(got == want, "{name}: payloads");
+        assert!(
+            pieces > 2 * records.len(),
+            "{name}: records came in pieces ({pieces})"
+        );
+        // Everything but the data pieces comes out the same.
+        assert_eq!(others.len(), 9, "{name}: {others:?}");
+        assert_eq!(
+            first_others.get_or_insert_with(|| others.clone()),
+            &others,
+            "{name}"
+        );
+        // Cut inside a payload, at and off a page boundary: an error, not a
+        // wait for bytes that never come.
+        for cut in [bytes.len() / 2, 4096 * 300, 4096 * 300 + 1] {
+            let mut r =
+                EventReader::with_capacity(Trickle(&bytes[..cut], trickle), Config::new(), cap);
+            let err = loop {
+                match r.next_event() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("{name}: cut at {cut} decoded whole"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(
+                err.to_string().contains("end of"),
+                "{name}: cut at {cut}: {err}"
+            );
+        }
+    }
+}
