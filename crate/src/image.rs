@@ -42,6 +42,24 @@ pub trait BlockSource {
     }
 }
 
+/// Hand `[offset, end)` of `src` to `f`, read into `buf` (not empty) a
+/// `buf.len()` bytes at a time: what [`BlockSource::view`] falls back to.
+pub(crate) fn read_through<S: BlockSource + ?Sized>(
+    src: &mut S,
+    mut offset: u64,
+    end: u64,
+    buf: &mut [u8],
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<(), S::Error> {
+    while offset < end {
+        let n = usize_of(end - offset).min(buf.len());
+        src.read_at(offset, &mut buf[..n])?;
+        f(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 /// A writable image.
 pub trait BlockSink {
     /// The sink's error.

@@ -148,6 +148,7 @@ impl BlockSource for FileImage {
     /// Elsewhere, or where mapping fails, the bytes are read 1 MiB at a time.
     fn view(&mut self, offset: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
         let end = offset.saturating_add(len).min(self.size);
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
         let mut o = offset;
         #[cfg(target_os = "linux")]
         if end.saturating_sub(o) >= MAP_MIN && !self.no_map {
@@ -164,21 +165,16 @@ impl BlockSource for FileImage {
                 o += n;
             }
         }
+        if o >= end {
+            return Ok(true);
+        }
         let mut buf = core::mem::take(&mut self.view_buf);
-        if o < end && buf.len() < VIEW_STEP {
+        if buf.len() < VIEW_STEP {
             buf.resize(VIEW_STEP, 0);
         }
-        let res = (|| {
-            while o < end {
-                let n = usize::try_from(end - o).unwrap_or(VIEW_STEP).min(VIEW_STEP);
-                self.read_at(o, &mut buf[..n])?;
-                f(&buf[..n]);
-                o += n as u64;
-            }
-            Ok(true)
-        })();
+        let res = super::read_through(self, o, end, &mut buf, f);
         self.view_buf = buf;
-        res
+        res.map(|()| true)
     }
 }
 

@@ -82,9 +82,6 @@ pub fn hash_range<S: BlockSource + ?Sized>(
     buf: &mut Vec<u8>,
 ) -> Result<u128, S::Error> {
     const STEP: usize = 1 << 20;
-    if buf.len() < STEP {
-        buf.resize(STEP, 0);
-    }
     let mut h = Hasher::new();
     let mut o = offset;
     let end = offset.saturating_add(len);
@@ -94,11 +91,11 @@ pub fn hash_range<S: BlockSource + ?Sized>(
     if o < within && src.view(o, within - o, &mut |s| h.update(s))? {
         o = within;
     }
-    while o < end {
-        let n = usize::try_from(end - o).unwrap_or(STEP).min(STEP);
-        src.read_at(o, &mut buf[..n])?;
-        h.update(&buf[..n]);
-        o += n as u64;
+    if o < end {
+        if buf.len() < STEP {
+            buf.resize(STEP, 0);
+        }
+        crate::image::read_through(src, o, end, buf, &mut |s| h.update(s))?;
     }
     Ok(h.digest())
 }
