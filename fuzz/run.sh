@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECS=${SECS:-180}
 export RUSTC_BOOTSTRAP=1
-FIX=../../shared/fixtures/rbd-16.2.15
+FIX=../tests/fixtures/rbd-16.2.15
+[ -d "$FIX" ] || { echo "fuzz/run.sh: corpus missing at $FIX" >&2; exit 1; }
 for t in ${TARGETS:-decode decode_chunked merge}; do
   mkdir -p "corpus/$t"
   find "$FIX" \( -name '*.diff' -o -name '*.v2' -o -name '*.v2diff' -o -name 'image.v2*' \) -size -16k \

@@ -6,7 +6,7 @@
 #   scripts/test-component.sh [pytest args...]
 #
 # Environment: CARGO_TARGET_DIR (default ./target), RBDIFF_FIXTURES (default
-# /work/shared/fixtures/rbd-16.2.15).
+# tests/fixtures/rbd-16.2.15, the corpus kept in this repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -7,9 +7,9 @@ use rbdiff_component::merge::PushMerge;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    let p = PathBuf::from(
-        std::env::var("RBDIFF_FIXTURES")
-            .unwrap_or_else(|_| "/work/shared/fixtures/rbd-16.2.15".into()),
+    let p = std::env::var_os("RBDIFF_FIXTURES").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/rbd-16.2.15"),
+        PathBuf::from,
     );
     assert!(p.is_dir(), "fixtures not found at {}", p.display());
     p

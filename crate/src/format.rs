@@ -1,7 +1,7 @@
 //! Byte-level constants of the rbd stream formats: banners and record tags.
 //!
 //! Everything here comes from Ceph's `src/tools/rbd/Utils.h`; see
-//! `shared/spec/ceph-rbd-semantics.md` §1 for the layouts.
+//! `docs/spec/ceph-rbd-semantics.md` §1 for the layouts.
 
 /// `rbd export-diff` banner (diff v1).
 pub const DIFF_BANNER_V1: &[u8; 12] = b"rbd diff v1\n";

@@ -3,7 +3,7 @@
 Environment:
   RBDIFF_COMPONENT  path of the built component (default: $CARGO_TARGET_DIR or
                     ./target, then wasm32-wasip2/release/rbdiff_component.wasm)
-  RBDIFF_FIXTURES   the real-rbd corpus (default /work/shared/fixtures/rbd-16.2.15)
+  RBDIFF_FIXTURES   the real-rbd corpus (default tests/fixtures/rbd-16.2.15)
 """
 
 import json
@@ -25,7 +25,8 @@ def component_path() -> Path:
     return target / "wasm32-wasip2" / "release" / "rbdiff_component.wasm"
 
 
-FIXTURES = Path(os.environ.get("RBDIFF_FIXTURES", "/work/shared/fixtures/rbd-16.2.15"))
+FIXTURES = Path(os.environ.get("RBDIFF_FIXTURES", ROOT / "tests" / "fixtures" / "rbd-16.2.15"))
+assert FIXTURES.is_dir(), f"real-rbd corpus not found at {FIXTURES}"
 
 
 def manifest(case: str) -> dict:

@@ -1,6 +1,6 @@
 // End-to-end tests of the browser viewer (index.html + web/) in real headless
 // Chromium, driven by playwright-core. Expected values come from the real-rbd
-// corpus manifests (../shared/fixtures/rbd-16.2.15/*/manifest.json) and rbd's
+// corpus manifests (tests/fixtures/rbd-16.2.15/*/manifest.json) and rbd's
 // own merge-diff output; nothing about the page is mocked.
 //
 // Run: scripts/test-web.sh  (builds web/pkg first), or after a build:
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CORPUS = process.env.RBDIFF_CORPUS ?? resolve(ROOT, '../shared/fixtures/rbd-16.2.15');
+const CORPUS = process.env.RBDIFF_CORPUS ?? resolve(ROOT, 'tests/fixtures/rbd-16.2.15');
 const OUT = join(ROOT, 'test-output');
 const BIG = process.env.RBDIFF_E2E_BIG !== '0';
 const manifest = (c) => JSON.parse(readFileSync(join(CORPUS, c, 'manifest.json'), 'utf8'));

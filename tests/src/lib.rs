@@ -1,6 +1,6 @@
 //! Shared helpers for the cross-cutting tests of rbdiff.
 //!
-//! * fixture access: the real rbd 16.2.15 corpus in `shared/fixtures/rbd-16.2.15`
+//! * fixture access: the real rbd 16.2.15 corpus in `tests/fixtures/rbd-16.2.15`
 //!   ([`fixtures_root`], [`cases`], [`stream_files`], [`ext_results`]);
 //! * a naive reference model of an rbd image ([`Model`]): a `Vec<u8>` and the
 //!   import-diff rules (resize on `s`, `w` writes, `z` zeroes, clipped at the size,
@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------- fixtures
 
-/// `shared/fixtures/rbd-16.2.15`, located from this crate's manifest dir.
+/// `tests/fixtures/rbd-16.2.15`, the copy of the real-rbd corpus kept in this repository.
 pub fn fixtures_root() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rbd-16.2.15");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15");
     assert!(p.is_dir(), "fixture corpus not found at {}", p.display());
     p
 }

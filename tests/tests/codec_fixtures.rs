@@ -1,4 +1,4 @@
-//! The codec against the real rbd 16.2.15 corpus (`shared/fixtures/rbd-16.2.15`):
+//! The codec against the real rbd 16.2.15 corpus (`tests/fixtures/rbd-16.2.15`):
 //! every stream decodes to its manifest summary, re-encodes byte for byte, applies
 //! to the recorded images, and every recorded rbd error is reproduced.
 

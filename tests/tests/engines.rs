@@ -4,7 +4,7 @@ use std::path::Path;
 
 #[test]
 fn merge_matches_rbd_bytes_and_errors() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rbd-16.2.15");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15");
     let cases = [
         (
             "basic-64k",
@@ -230,7 +230,7 @@ fn sha(b: &[u8]) -> String {
 
 #[test]
 fn apply_and_export_reproduce_every_manifest_result() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rbd-16.2.15");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15");
     let mut n = 0;
     for case in ["basic-64k", "discard-zero", "empty", "grow", "shrink"] {
         let m: serde_json::Value =

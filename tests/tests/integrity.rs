@@ -351,7 +351,7 @@ fn an_interrupted_apply_resumes_from_a_checkpoint() {
 #[test]
 fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
     let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rbd-16.2.15/basic-64k");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15/basic-64k");
     let d01 = std::fs::read(root.join("diff/0..s1.diff")).unwrap();
     let d12 = std::fs::read(root.join("diff/s1..s2.diff")).unwrap();
     let mut s1 = vec![];
@@ -423,7 +423,7 @@ fn the_inspector_reports_and_checks_carried_integrity_data() {
 #[test]
 fn golden_sealed_samples_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = root.join("../../shared/fixtures/rbd-16.2.15/basic-64k/diff");
+    let corpus = root.join("fixtures/rbd-16.2.15/basic-64k/diff");
     let mut s1 = vec![];
     let mut s2 = vec![];
     for (img, diffs) in [

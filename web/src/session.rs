@@ -515,15 +515,14 @@ fn bin_of(x: f64, nb: usize) -> usize {
 mod tests {
     use super::*;
 
-    const CORPUS: &str = "../../shared/fixtures/rbd-16.2.15";
+    const CORPUS: &str = "../tests/fixtures/rbd-16.2.15";
 
-    fn corpus(path: &str) -> Option<Vec<u8>> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(CORPUS)
-                .join(path),
-        )
-        .ok()
+    /// A corpus file; a missing corpus fails the test.
+    fn corpus(path: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(CORPUS)
+            .join(path);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("corpus file {}: {e}", p.display()))
     }
 
     fn run(bytes: &[u8], chunk: usize) -> Session {
@@ -539,10 +538,7 @@ mod tests {
 
     #[test]
     fn corpus_diff_counts_and_chunking_invariance() {
-        let Some(bytes) = corpus("basic-64k/diff/s1..s2.diff") else {
-            eprintln!("corpus not found, skipped");
-            return;
-        };
+        let bytes = corpus("basic-64k/diff/s1..s2.diff");
         let whole = run(&bytes, bytes.len());
         let s = whole.summary().unwrap();
         assert!(s.valid);
@@ -569,9 +565,7 @@ mod tests {
 
     #[test]
     fn truncated_stream_reports_offset_and_row() {
-        let Some(bytes) = corpus("import-diff/inputs/truncated-in-data.diff") else {
-            return;
-        };
+        let bytes = corpus("import-diff/inputs/truncated-in-data.diff");
         let s = run(&bytes, 10);
         let e = s.error().expect("truncated");
         assert_eq!(e.offset, bytes.len() as u64);
@@ -582,9 +576,7 @@ mod tests {
 
     #[test]
     fn coverage_bins() {
-        let Some(bytes) = corpus("basic-64k/diff/s1..s2.diff") else {
-            return;
-        };
+        let bytes = corpus("basic-64k/diff/s1..s2.diff");
         let s = run(&bytes, 4096);
         let size = s.diff_rows()[0].size.unwrap();
         let cov = s.coverage(0, 0, size, 64);

@@ -43,7 +43,7 @@ pub fn workspace() -> PathBuf {
 
 /// The public corpus.
 pub fn fixtures() -> PathBuf {
-    manifest_dir().join("../../shared/fixtures/rbd-16.2.15")
+    manifest_dir().join("fixtures/rbd-16.2.15")
 }
 
 fn build(args: &[&str], artifact: &str) -> PathBuf {
