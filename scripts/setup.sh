@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 WB_VER=0.2.130          # must equal the wasm-bindgen crate pinned in web/Cargo.toml
 PY_WASMTIME=50.0.1      # PyPI wasmtime: the same engine as the wasmtime CLI, 9 s to install
-want="${1:-all}"        # all | rust | web
+want="${1:-all}"        # all (tests) | rust (CLI) | web (CLI + viewer: the demo)
 
 log() { echo "setup: $*" >&2; }
 
@@ -33,6 +33,9 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WB_VER" ]; then
   # not --locked: its lockfile pins a crate version the registry mirror lacks
   cargo install -q wasm-bindgen-cli --version "$WB_VER"
 fi
+
+# The demo (scripts/run.sh) needs no more than this; the tests need the rest.
+[ "$want" = web ] && exit 0
 
 if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "0.13.2" ]; then
   log "cargo install cargo-fuzz 0.13.2 (a minute or two, once)"
