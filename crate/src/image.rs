@@ -362,7 +362,10 @@ impl Applier {
         self.pending_zero.map(|(s, _)| s)
     }
 
-    fn flush_zero<K: BlockSink>(&mut self, sink: &mut K) -> Result<(), ApplyError<K::Error>> {
+    /// Write the zeroing still pending (see
+    /// [`pending_zero_start`](Self::pending_zero_start)), without flushing
+    /// the sink.
+    pub fn flush_zero<K: BlockSink>(&mut self, sink: &mut K) -> Result<(), ApplyError<K::Error>> {
         if let Some((s, e)) = self.pending_zero.take()
             && e > s
         {

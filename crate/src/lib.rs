@@ -61,6 +61,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod apply;
 pub mod decode;
 pub mod encode;
 pub mod error;

@@ -54,6 +54,7 @@ pub struct EventReader<R> {
     eof: bool,
     limit: usize,
     read_total: u64,
+    hold: u64,
 }
 
 impl<R: Read> EventReader<R> {
@@ -74,7 +75,19 @@ impl<R: Read> EventReader<R> {
             eof: false,
             limit: config.max_item_len().max(capacity),
             read_total: 0,
+            hold: 0,
         }
+    }
+
+    /// Hand `w` payloads of up to `limit` bytes over whole, in one
+    /// [`Event::Data`] (the buffer grows to hold them): what an importer
+    /// that writes a record only once complete (`rbdiff::apply`) takes
+    /// without copying. Larger payloads come in pieces as before. At the
+    /// end of the input, what arrived of a payload comes as one piece
+    /// before the error.
+    pub fn hold_payloads(mut self, limit: usize) -> Self {
+        self.hold = limit as u64;
+        self
     }
 
     /// Continue a stream from a checkpoint; `inner` must be positioned at
@@ -160,8 +173,12 @@ impl<R: Read> EventReader<R> {
         // The decoder does not change state when it asks for more input, so a
         // copy of it finds out how much to read first.
         loop {
-            let mut probe = self.dec.clone();
             let avail = self.end - self.start;
+            if let Some(need) = self.held_need(avail) {
+                self.fill(need)?;
+                continue;
+            }
+            let mut probe = self.dec.clone();
             let window = self.window(max, avail);
             if window == 0 && !self.eof {
                 // Mid-payload with less than a page's worth to its next
@@ -198,6 +215,15 @@ impl<R: Read> EventReader<R> {
             Step::Done => Ok(None),
             Step::NeedMore(_) => unreachable!("probe said the input suffices"),
         }
+    }
+
+    /// Bytes to buffer first for a payload handed over whole.
+    fn held_need(&self, avail: usize) -> Option<usize> {
+        let (_, left) = self.dec.payload_left()?;
+        if self.eof || left > self.hold || left <= avail as u64 {
+            return None;
+        }
+        usize::try_from(left).ok()
     }
 
     /// How much of the buffer to hand the decoder. A payload piece that

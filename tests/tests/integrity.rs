@@ -350,8 +350,7 @@ fn an_interrupted_apply_resumes_from_a_checkpoint() {
 
 #[test]
 fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15/basic-64k");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbd-16.2.15/basic-64k");
     let d01 = std::fs::read(root.join("diff/0..s1.diff")).unwrap();
     let d12 = std::fs::read(root.join("diff/s1..s2.diff")).unwrap();
     let mut s1 = vec![];
