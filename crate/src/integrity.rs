@@ -485,6 +485,10 @@ impl HashesParser {
 mod manifest;
 #[cfg(feature = "alloc")]
 pub use manifest::*;
+#[cfg(feature = "alloc")]
+mod trailer;
+#[cfg(feature = "alloc")]
+pub use trailer::*;
 
 /// A [`crate::Sink`] that computes the stream checksum ([`StreamHasher`])
 /// of what passes through it. Before each `w` payload is written, tell it

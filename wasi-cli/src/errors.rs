@@ -68,6 +68,9 @@ pub struct Fail {
     pub code: i32,
     /// Lines printed to stderr.
     pub lines: Vec<String>,
+    /// rbdiff's own line printed after all of rbd's (where in the stream
+    /// the failure is); left out under `--rbd-compat` ([`without_detail`]).
+    pub detail: Option<String>,
 }
 
 impl Fail {
@@ -76,6 +79,7 @@ impl Fail {
         Fail {
             code,
             lines: vec![line.into()],
+            detail: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Fail {
         Fail {
             code,
             lines: Vec::new(),
+            detail: None,
         }
     }
 
@@ -91,6 +96,18 @@ impl Fail {
     pub fn then(mut self, line: impl Into<String>) -> Self {
         self.lines.push(line.into());
         self
+    }
+
+    /// Set the line printed after all others ([`Fail::detail`]).
+    pub fn with_detail(mut self, line: impl Into<String>) -> Self {
+        self.detail = Some(line.into());
+        self
+    }
+
+    /// The detail line for a stream that failed to decode: `rbdiff: <what>:
+    /// <error> at stream offset <n>`.
+    pub fn at_stream(self, what: &str, e: &rbdiff::DecodeError) -> Self {
+        self.with_detail(format!("rbdiff: {what}: {e}"))
     }
 
     /// From an I/O error, prefixed by `what`: `<what>: (<errno>) <strerror>`.
@@ -102,8 +119,20 @@ impl Fail {
 
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.lines.join("\n"))
+        f.write_str(&self.lines.join("\n"))?;
+        match &self.detail {
+            Some(d) => write!(f, "\n{d}"),
+            None => Ok(()),
+        }
     }
+}
+
+/// `e` without rbdiff's detail line: what rbd itself prints (`--rbd-compat`).
+pub fn without_detail(mut e: anyhow::Error) -> anyhow::Error {
+    if let Some(f) = e.downcast_mut::<Fail>() {
+        f.detail = None;
+    }
+    e
 }
 
 impl std::error::Error for Fail {}
@@ -124,7 +153,7 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 /// Print an error that reached `main` the way rbd does.
 pub fn report(e: &anyhow::Error) {
     if let Some(f) = e.downcast_ref::<Fail>() {
-        for l in &f.lines {
+        for l in f.lines.iter().chain(&f.detail) {
             eprintln!("{l}");
         }
     } else {

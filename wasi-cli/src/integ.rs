@@ -5,7 +5,7 @@
 use crate::errors::{EINVAL, Fail, io_errno};
 use crate::store::{hex, unhex};
 use rbdiff::Checkpoint;
-use rbdiff::integrity::{Manifest, read_tail};
+use rbdiff::integrity::{Manifest, TrailerReadError, max_trailer_len, read_tail, read_trailer};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -21,19 +21,49 @@ pub fn is_regular(path: &str) -> bool {
     path != "-" && fs::metadata(path).map(|m| m.is_file()).unwrap_or(false)
 }
 
-/// Parse a sidecar file.
-pub fn read_sidecar(p: &Path) -> Result<Manifest, Fail> {
-    let b = fs::read(p).map_err(|e| {
+/// The largest sidecar diff `path` can have: what its size allows (its
+/// records are at least 17 bytes each), or rbdiff's cap for a diff of
+/// unknown size (a pipe).
+pub fn sidecar_limit(path: &str) -> u64 {
+    let len = (path != "-")
+        .then(|| fs::metadata(path).ok().filter(|m| m.is_file()))
+        .flatten()
+        .map_or(u64::MAX, |m| m.len());
+    max_trailer_len(len)
+}
+
+/// Parse a sidecar file of a diff whose sidecar can be at most `limit`
+/// bytes ([`sidecar_limit`]): a larger one is refused before it is read,
+/// and one that is not a regular file (a pipe, a device) is read no
+/// further than its header declares.
+pub fn read_sidecar(p: &Path, limit: u64) -> Result<Manifest, Fail> {
+    let cannot = |e: &io::Error| {
         Fail::new(
-            io_errno(&e),
+            io_errno(e),
             format!("rbdiff: cannot read integrity sidecar {}: {e}", p.display()),
         )
-    })?;
-    Manifest::from_trailer(&b).map_err(|e| {
-        Fail::new(
+    };
+    let f = File::open(p).map_err(|e| cannot(&e))?;
+    let meta = f.metadata().map_err(|e| cannot(&e))?;
+    if meta.is_dir() {
+        return Err(cannot(&io::Error::from(io::ErrorKind::IsADirectory)));
+    }
+    if meta.is_file() && meta.len() > limit {
+        return Err(Fail::new(
+            EINVAL,
+            format!(
+                "rbdiff: integrity sidecar {} is {} bytes, more than the diff can need (at most {limit})",
+                p.display(),
+                meta.len()
+            ),
+        ));
+    }
+    read_trailer(io::BufReader::new(f), limit).map_err(|e| match e {
+        TrailerReadError::Io(e) => cannot(&e),
+        TrailerReadError::Trailer(e) => Fail::new(
             EINVAL,
             format!("rbdiff: {} is not an integrity sidecar: {e}", p.display()),
-        )
+        ),
     })
 }
 
@@ -49,7 +79,7 @@ pub struct Known {
 pub fn find(path: &str, sidecar: Option<&str>) -> Result<Option<Known>, Fail> {
     if let Some(s) = sidecar {
         return Ok(Some(Known {
-            manifest: read_sidecar(Path::new(s))?,
+            manifest: read_sidecar(Path::new(s), sidecar_limit(path))?,
             source: format!("sidecar {s}"),
         }));
     }
@@ -87,7 +117,7 @@ pub fn find(path: &str, sidecar: Option<&str>) -> Result<Option<Known>, Fail> {
     let side = sidecar_path(path);
     if side.is_file() {
         return Ok(Some(Known {
-            manifest: read_sidecar(&side)?,
+            manifest: read_sidecar(&side, sidecar_limit(path))?,
             source: format!("sidecar {}", side.display()),
         }));
     }

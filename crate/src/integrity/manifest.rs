@@ -131,20 +131,15 @@ impl Manifest {
         out
     }
 
-    /// Parse trailer / sidecar bytes (footer included).
+    /// Parse trailer / sidecar bytes (footer included); see
+    /// [`TrailerParser`] to parse them as they arrive.
     pub fn from_trailer(b: &[u8]) -> Result<Manifest, IntegrityError> {
-        if b.len() < FOOTER_LEN {
-            return Err(IntegrityError::Truncated);
-        }
-        let len = parse_footer(&b[b.len() - FOOTER_LEN..]).ok_or(IntegrityError::BadMagic)?;
-        if len != (b.len() - FOOTER_LEN) as u64 || len < (HASHES_HEADER_LEN + CHECKSUM_LEN) as u64 {
-            return Err(IntegrityError::Truncated);
-        }
-        let body = &b[..b.len() - FOOTER_LEN];
-        let (hashes, check) = body.split_at(body.len() - CHECKSUM_LEN);
-        let mut m = Manifest::from_hashes(hashes)?;
-        m.checksum = Some(Checksum::from_bytes(check)?);
-        Ok(m)
+        let mut p = TrailerParser::new(u64::MAX);
+        p.push(b).and_then(|()| p.finish()).map_err(|e| match e {
+            TrailerError::Malformed(e) => e,
+            // A count no byte string can hold.
+            TrailerError::TooLong { .. } => IntegrityError::Truncated,
+        })
     }
 
     /// Parse a whole hashes payload.
@@ -489,7 +484,10 @@ pub struct StreamVerifier {
     found: Manifest,
     found_hashes: bool,
     check_buf: Vec<u8>,
+    /// Bytes after the `e` (v1 trailer): all of them while they can still
+    /// be this diff's trailer, else only the last [`FOOTER_LEN`].
     trailer: Vec<u8>,
+    trailing_bytes: u64,
     fault: Option<StreamFault>,
     count: u64,
     ended: bool,
@@ -513,6 +511,7 @@ impl StreamVerifier {
             found_hashes: false,
             check_buf: Vec::new(),
             trailer: Vec::new(),
+            trailing_bytes: 0,
             fault: None,
             count: 0,
             ended: false,
@@ -706,27 +705,78 @@ impl StreamVerifier {
     }
 
     /// Feed bytes that follow the `e` of a v1 stream (its trailer), when they
-    /// are not decoded as [`Event::Trailing`].
+    /// are not decoded as [`Event::Trailing`]. Memory stays bounded by the
+    /// trailer this diff can have ([`trailer_limit`](Self::trailer_limit)):
+    /// past that, the bytes cannot be its trailer and only the last few
+    /// are kept (to tell a footer).
     pub fn trailing(&mut self, b: &[u8]) {
-        // A trailer is bounded; more trailing bytes than that are not one.
-        if (self.trailer.len() + b.len()) as u64 > MAX_MANIFEST_BYTES + FOOTER_LEN as u64 {
-            self.fail(StreamFault::Malformed(IntegrityError::Truncated));
-            self.trailer.clear();
+        self.trailing_bytes = self.trailing_bytes.saturating_add(b.len() as u64);
+        if self.trailing_bytes <= self.trailer_limit() {
+            self.trailer.extend_from_slice(b);
             return;
         }
-        self.trailer.extend_from_slice(b);
+        if b.len() >= FOOTER_LEN {
+            self.trailer.clear();
+            self.trailer.extend_from_slice(&b[b.len() - FOOTER_LEN..]);
+        } else {
+            self.trailer.extend_from_slice(b);
+            let n = self.trailer.len();
+            self.trailer.drain(..n.saturating_sub(FOOTER_LEN));
+        }
+        self.trailer.shrink_to(FOOTER_LEN);
+    }
+
+    /// The longest v1 trailer this diff can have (its records so far):
+    /// bytes after the `e` beyond that are not one. A reader of a pipe
+    /// needs to read no more than one byte past it.
+    pub fn trailer_limit(&self) -> u64 {
+        trailer_len(self.count).min(MAX_MANIFEST_BYTES + FOOTER_LEN as u64)
+    }
+
+    /// [`trailing`](Self::trailing) with what follows the `e` in `r`: at
+    /// most [`trailer_limit`](Self::trailer_limit) bytes plus one are read
+    /// (the rest, if any, is not a trailer and is left unread).
+    #[cfg(feature = "std")]
+    pub fn read_trailing<R: std::io::Read>(&mut self, r: R) -> std::io::Result<()> {
+        let left = (self.trailer_limit() + 1).saturating_sub(self.trailing_bytes);
+        let mut r = std::io::Read::take(r, left);
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match std::io::Read::read(&mut r, &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.trailing(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The v1 trailer that followed the `e`, if the bytes there are meant as
+    /// one (end with a footer). Bytes that do not end with a footer, or
+    /// more than this diff's trailer can have, are not integrity data (as
+    /// for a file, whose end is read first: [`read_tail`]).
+    fn take_trailer(&mut self) -> Option<Result<Manifest, IntegrityError>> {
+        let n = self.trailer.len();
+        if self.trailing_bytes > self.trailer_limit()
+            || n < FOOTER_LEN
+            || parse_footer(&self.trailer[n - FOOTER_LEN..]).is_none()
+        {
+            return None;
+        }
+        Some(Manifest::from_trailer(&core::mem::take(&mut self.trailer)))
     }
 
     /// Final checks; returns the manifest used (preloaded or carried).
     pub fn finish(mut self) -> Result<Option<Manifest>, StreamFault> {
         self.close_record();
-        if !(self.trailer.is_empty() || self.found_hashes && self.found.checksum.is_some()) {
-            match Manifest::from_trailer(&self.trailer) {
-                Ok(m) => {
+        if !(self.found_hashes && self.found.checksum.is_some()) {
+            match self.take_trailer() {
+                Some(Ok(m)) => {
                     self.found = m;
                     self.found_hashes = true;
                 }
-                Err(e) => self.fail(StreamFault::Malformed(e)),
+                Some(Err(e)) => self.fail(StreamFault::Malformed(e)),
+                None => {}
             }
         }
         if let Some(f) = self.fault {

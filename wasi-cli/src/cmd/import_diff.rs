@@ -10,10 +10,7 @@ use crate::store::{Image, Store, check_name};
 use rbdiff::encode::IoSink;
 use rbdiff::error::{ErrorKind, Expected};
 use rbdiff::image::{Applier, ApplyError, UndoRecorder};
-use rbdiff::integrity::{
-    FOOTER_LEN, MAX_MANIFEST_BYTES, StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES,
-    TRAILER_MAGIC, VerifyError,
-};
+use rbdiff::integrity::{StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES, VerifyError};
 use rbdiff::{Config, DecodeError, Event, EventReader, FormatSet, ReadError};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -565,7 +562,9 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                     let (off, ev, raw) = match reader.next_event_raw() {
                         Ok(Some(x)) => x,
                         Ok(None) => break,
-                        Err(ReadError::Decode(e)) => return Err(decode_fail(&e, EBADMSG)),
+                        Err(ReadError::Decode(e)) => {
+                            return Err(decode_fail(&e, EBADMSG).at_stream(&path, &e));
+                        }
                         Err(ReadError::Io(e)) => return Err(Fail::bare(io_errno(&e))),
                     };
                     if let Some(v) = sv.as_mut() {
@@ -771,12 +770,9 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
             && !seekable
             && reader.decoder().format() == Some(rbdiff::Format::DiffV1)
         {
-            let mut rest = reader.buffered().to_vec();
-            let limit = MAX_MANIFEST_BYTES + FOOTER_LEN as u64 + 1;
-            let _ = reader.into_inner().take(limit).read_to_end(&mut rest);
-            if rest.ends_with(TRAILER_MAGIC) {
-                v.trailing(&rest);
-            }
+            // At most the trailer this diff can have (plus one byte) is read.
+            v.trailing(reader.buffered());
+            let _ = v.read_trailing(reader.into_inner());
         }
         match v.finish() {
             Err(f) => {

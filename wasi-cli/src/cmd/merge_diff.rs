@@ -352,7 +352,13 @@ fn merge(a: &Args) -> Result<(), Fail> {
         Err(e) => {
             prog.finish(false);
             drop(out);
-            Err(rbd_lines(&e))
+            let f = rbd_lines(&e);
+            Err(
+                match (&e.located, e.input.and_then(|i| Some((i, ins.get(i)?)))) {
+                    (Some(d), Some((i, p))) => f.at_stream(&format!("{} diff {p}", nth(i)), d),
+                    _ => f,
+                },
+            )
         }
     }
 }

@@ -90,7 +90,13 @@ pub enum Cmd {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let store = Store::new(cli.store);
-    match cli.cmd {
+    // rbd's messages only, without rbdiff's line giving the stream offset.
+    let compat = match &cli.cmd {
+        Cmd::ImportDiff(a) => a.rbd_compat,
+        Cmd::MergeDiff(a) => a.rbd_compat,
+        _ => false,
+    };
+    let res = match cli.cmd {
         Cmd::ExportDiff(a) => export_diff::run(&store, a),
         Cmd::ImportDiff(a) => import_diff::run(&store, a),
         Cmd::MergeDiff(a) => merge_diff::run(a),
@@ -106,6 +112,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Rm(a) => rm::run(&store, a),
         Cmd::Ls(a) => ls::run(&store, a),
         Cmd::Snap(c) => snap::run(&store, c),
+    };
+    if compat {
+        res.map_err(crate::errors::without_detail)
+    } else {
+        res
     }
 }
 

@@ -98,7 +98,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             None => None,
         };
         let mut side = match &side_path {
-            Some(sp) => Some(StreamVerifier::new(Some(integ::read_sidecar(sp)?))),
+            Some(sp) => Some(StreamVerifier::new(Some(integ::read_sidecar(
+                sp,
+                integ::sidecar_limit(p),
+            )?))),
             None => None,
         };
         let (s, err) = summarize_with(p, Config::new(), opts, a.progress, side.as_mut())?;
