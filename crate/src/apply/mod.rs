@@ -721,6 +721,17 @@ impl<U: Sink> ImportEngine<U> {
         }
     }
 
+    /// [`trailing`](Self::trailing) with the rest of a pipe: reads no more
+    /// than a trailer of this diff can be, plus one byte (bytes beyond are
+    /// no trailer and stay unread: memory and time bounded by the stream).
+    #[cfg(feature = "std")]
+    pub fn read_trailing<R: std::io::Read>(&mut self, r: R) -> std::io::Result<()> {
+        match self.verifier.as_mut() {
+            Some(v) => v.read_trailing(r),
+            None => Ok(()),
+        }
+    }
+
     /// The stream is complete: its verdict. Returns the integrity data the
     /// result is checked against (known before, or carried by the stream)
     /// and whether it came only with the stream (the base was not checked).
