@@ -37,6 +37,10 @@ fi
 # The demo (scripts/run.sh) needs no more than this; the tests need the rest.
 [ "$want" = web ] && exit 0
 
+# Ceph (mon, osd, the rbd CLI, librbd-dev, python3-rbd): the 'librbd'
+# feature and the cluster tests (scripts/test-cluster.sh).
+bash scripts/ceph-cluster.sh install
+
 if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "0.13.2" ]; then
   log "cargo install cargo-fuzz 0.13.2 (a minute or two, once)"
   cargo install -q --locked cargo-fuzz --version 0.13.2 || cargo install -q cargo-fuzz --version 0.13.2

@@ -30,6 +30,9 @@ cargo check -q -p rbdiff --no-default-features --features alloc --target wasm32-
 
 step "build the CLI (native, wasm32-wasip1, wasm32-wasip2)"
 cargo build -q -p rbdiff-cli
+# The same with the Ceph cluster client (librbd-dev, installed by setup.sh);
+# tests/tests/cluster.rs runs it against a throw-away cluster (test-cluster.sh).
+cargo clippy -q -p rbdiff-cli --all-targets --features librbd -- -D warnings
 cargo build -q -p rbdiff-cli --release --target wasm32-wasip1
 cargo build -q -p rbdiff-cli --release --target wasm32-wasip2
 # The CLI end-to-end tests (tests/tests/cli_*.rs) run these, natively and
@@ -40,7 +43,7 @@ export RBDIFF_WASM="$CARGO_TARGET_DIR/wasm32-wasip1/release/rbdiff.wasm"
 step "codec, engine and CLI test suites"
 cargo test --no-fail-fast 2>&1 | tee -a "$log"
 
-for area in web component fuzz; do
+for area in web component fuzz cluster; do
   if [ -f "scripts/test-$area.sh" ]; then
     step "$area"
     bash "scripts/test-$area.sh" 2>&1 | tee -a "$log"

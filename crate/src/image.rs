@@ -978,8 +978,10 @@ fn seal_end<S: Sink, R>(
     Ok((stats, m))
 }
 
+mod extents;
 mod sealed;
 mod undo;
+pub use extents::{ExtentSource, ReadExtent, export_extents, export_extents_sealed};
 pub use undo::{UndoError, UndoRecorder};
 
 #[cfg(feature = "std")]

@@ -34,6 +34,12 @@ pub fn strerror(code: i32) -> &'static str {
         ENOTEMPTY => "Directory not empty",
         EBADMSG => "Bad message",
         EOPNOTSUPP => "Operation not supported",
+        30 => "Read-only file system",
+        34 => "Numerical result out of range",
+        107 => "Transport endpoint is not connected",
+        110 => "Connection timed out",
+        111 => "Connection refused",
+        125 => "Operation canceled",
         _ => "Unknown error",
     }
 }

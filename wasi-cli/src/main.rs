@@ -3,6 +3,9 @@
 //! file-backed image store, plus `inspect` and `verify`. Runs natively and
 //! under WASI (wasm32-wasip1/p2) from the same source.
 
+#[cfg(feature = "librbd")]
+mod ceph;
+mod cluster;
 mod cmd;
 mod dev;
 mod errors;

@@ -129,6 +129,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         )
         .into());
     }
+    if let Some(spec) = crate::cluster::parse(&source)? {
+        return cluster(&spec, &a, format, &out_path);
+    }
     let target = Target::parse(&source)?;
     // Resolve the two endpoints to files, the names and the object size.
     let (from_path, to_path, from_name, to_name, protected, object_size) = match &target {
@@ -301,6 +304,34 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     };
     prog.finish(false);
     Err(err(code).into())
+}
+
+/// `export-diff` of a cluster image (`rbd:pool/image@snap`).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args, format: Format, out: &str) -> anyhow::Result<()> {
+    if a.dry_run || a.from_image.is_some() {
+        return Err(Fail::new(
+            EINVAL,
+            "rbd: --dry-run and --from-image are not for cluster images",
+        )
+        .into());
+    }
+    crate::cluster::cmds::export_diff::run(&crate::cluster::cmds::export_diff::Req {
+        spec,
+        snap: a.snap.as_deref(),
+        from_snap: a.from_snap.as_deref(),
+        whole_object: a.whole_object,
+        format,
+        integrity: a.integrity,
+        sidecar: a.integrity_sidecar.as_deref(),
+        out,
+        progress: a.progress,
+    })
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args, _: Format, _: &str) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }
 
 fn wr(e: std::io::Error) -> ExportError<std::io::Error, std::io::Error> {

@@ -42,8 +42,11 @@ Verified backups (rbdiff's integrity extension, readable by stock rbd):
   rbdiff seal s1..s2.diff --base vm1@s1          # sidecar for a diff made by rbd
 
 Images are either plain raw files (a path that exists, or starts with '/' or
-'.') or [pool/]image[@snap] in the store (--store DIR, $RBDIFF_STORE, default
-./rbdiff-store). Exit status is the errno rbd would exit with (2, 17, 22, 33,
+'.'), [pool/]image[@snap] in the store (--store DIR, $RBDIFF_STORE, default
+./rbdiff-store), or images in a Ceph cluster written as qemu does,
+rbd:pool[/namespace]/image[@snap][:conf=PATH][:id=NAME] (the native build with
+the 'librbd' feature; the cluster found as rbd finds it: $CEPH_CONF, -c/--conf,
+--id, --keyring, --cluster). Exit status is the errno rbd would exit with (2, 17, 22, 33,
 74, 95, ...); 1 for usage errors.";
 
 /// rbdiff: incremental block-device backups with rbd's formats and commands,
@@ -60,6 +63,8 @@ pub struct Cli {
         value_name = "DIR"
     )]
     pub store: PathBuf,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterFlags,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -89,6 +94,7 @@ pub enum Cmd {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::cluster::set_flags(cli.cluster);
     let store = Store::new(cli.store);
     // rbd's messages only, without rbdiff's line giving the stream offset.
     let compat = match &cli.cmd {

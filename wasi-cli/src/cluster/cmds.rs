@@ -1,0 +1,197 @@
+//! The commands on cluster images (feature `librbd`): connecting as rbd
+//! does, rbd's messages and exit codes, and the cluster side of the
+//! crate's engines.
+
+use super::{Spec, flags};
+use crate::ceph::{Aio, ConnectOpts, Extent, Image, IoCtx, Rados};
+use crate::errors::{EINVAL, Fail, errstr, io_errno};
+use std::io;
+
+/// The errno of a librbd error (raw on Linux, else by kind).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or_else(|| io_errno(e))
+}
+
+/// `<what>: (<errno>) <strerror>`.
+pub fn fail(what: &str, e: &io::Error) -> Fail {
+    let code = errno(e);
+    Fail::new(code, format!("{what}: {}", errstr(code)))
+}
+
+/// Connect to the cluster of `spec` (its `conf=`/`id=`, else the global
+/// flags, else Ceph's defaults), waiting at most `--cluster-timeout`.
+pub fn connect(spec: &Spec) -> Result<Rados, Fail> {
+    let f = flags();
+    let opts = ConnectOpts {
+        cluster: f.cluster.clone(),
+        id: spec.id.clone().or(f.id.clone()),
+        conf: spec.conf.clone().or(f.conf.clone()),
+        keyring: f.keyring.clone(),
+        timeout: f.cluster_timeout,
+    };
+    Rados::connect(&opts).map_err(|e| {
+        let code = errno(&e);
+        let mut fl = Fail::new(code, "rbd: couldn't connect to the cluster!");
+        if code == 110 {
+            fl = fl.then(format!(
+                "rbdiff: no monitor answered within {} s (--cluster-timeout; configuration: {})",
+                f.cluster_timeout,
+                opts.conf
+                    .as_deref()
+                    .or(std::env::var("CEPH_CONF").ok().as_deref())
+                    .unwrap_or("Ceph's default search path")
+            ));
+        } else {
+            fl = fl.then(format!("rbdiff: {}", errstr(code)));
+        }
+        fl
+    })
+}
+
+/// The pool (and namespace) of `spec`, with rbd's message when missing.
+pub fn ioctx<'r>(r: &'r Rados, spec: &Spec) -> Result<IoCtx<'r>, Fail> {
+    r.ioctx(&spec.pool, spec.namespace.as_deref())
+        .map_err(|e| fail(&format!("rbd: error opening pool '{}'", spec.pool), &e))
+}
+
+/// Open `spec`'s image, at `snap` (read-only) if given, with rbd's
+/// messages: a missing image, then a missing snapshot.
+pub fn open<'io>(
+    io: &'io IoCtx<'_>,
+    spec: &Spec,
+    snap: Option<&str>,
+    read_only: bool,
+) -> Result<Image<'io>, Fail> {
+    let img = io
+        .open(&spec.image, None, read_only || snap.is_some())
+        .map_err(|e| fail(&format!("rbd: error opening image {}", spec.image), &e))?;
+    if snap.is_some() {
+        img.snap_set(snap)
+            .map_err(|e| fail("error setting snapshot context", &e))?;
+    }
+    Ok(img)
+}
+
+/// Pipelined reads of the extents a diff-iterate thread sends, in order,
+/// with up to the queue depth in flight: the crate's
+/// [`ExtentSource`](rbdiff::image::ExtentSource).
+pub struct Extents<'a, 'io> {
+    rx: std::sync::mpsc::Receiver<Extent>,
+    to: Aio<'a, 'io>,
+    base: Option<Aio<'a, 'io>>,
+    queue: std::collections::VecDeque<Extent>,
+    depth: usize,
+    done: bool,
+    cur: Vec<u8>,
+    cur_base: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'a, 'io> Extents<'a, 'io> {
+    /// Reads of `to` (and of `base`, for pre-image hashes) for the extents
+    /// coming from `rx`.
+    pub fn new(
+        rx: std::sync::mpsc::Receiver<Extent>,
+        to: &'a Image<'io>,
+        base: Option<&'a Image<'io>>,
+    ) -> Self {
+        let depth = flags().rbd_concurrent_management_ops.max(1);
+        Extents {
+            rx,
+            to: Aio::new(to, depth),
+            base: base.map(|b| Aio::new(b, depth)),
+            queue: std::collections::VecDeque::new(),
+            depth,
+            done: false,
+            cur: Vec::new(),
+            cur_base: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    fn buf(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        while !self.done && self.queue.len() < self.depth {
+            let Ok(e) = self.rx.recv() else {
+                self.done = true;
+                break;
+            };
+            let len = usize::try_from(e.len).map_err(|_| io::Error::from_raw_os_error(EINVAL))?;
+            if e.exists {
+                let b = self.buf();
+                self.to.read(e.offset, len, b)?;
+            }
+            if self.base.is_some() {
+                let b = self.buf();
+                if let Some(a) = self.base.as_mut() {
+                    a.read(e.offset, len, b)?;
+                }
+            }
+            self.queue.push_back(e);
+        }
+        Ok(())
+    }
+}
+
+fn done_buf(a: &mut Aio<'_, '_>) -> io::Result<Vec<u8>> {
+    match a.next() {
+        Some(r) => r.map(|d| d.buf),
+        None => Err(io::Error::other("no read in flight")),
+    }
+}
+
+impl rbdiff::image::ExtentSource for Extents<'_, '_> {
+    type Error = io::Error;
+    fn next_extent(&mut self) -> io::Result<Option<rbdiff::image::ReadExtent<'_>>> {
+        self.fill()?;
+        let Some(e) = self.queue.pop_front() else {
+            return Ok(None);
+        };
+        if e.exists {
+            let b = done_buf(&mut self.to)?;
+            let old = std::mem::replace(&mut self.cur, b);
+            self.spare.push(old);
+        }
+        if let Some(a) = self.base.as_mut() {
+            let b = done_buf(a)?;
+            let old = std::mem::replace(&mut self.cur_base, b);
+            self.spare.push(old);
+        }
+        Ok(Some(rbdiff::image::ReadExtent {
+            offset: e.offset,
+            len: e.len,
+            data: e.exists.then_some(&self.cur[..]),
+            base: self.base.is_some().then_some(&self.cur_base[..]),
+        }))
+    }
+}
+
+/// Run `f` over the extents of `img` from `from` (rbd's `diff_iterate2`
+/// with the parent included), listed on a second thread while `f` reads
+/// and writes them; the first error of either side.
+pub fn with_extents<'a, 'io, T>(
+    img: &'a Image<'io>,
+    from: Option<&str>,
+    size: u64,
+    whole_object: bool,
+    f: impl FnOnce(std::sync::mpsc::Receiver<Extent>) -> T,
+) -> (T, io::Result<()>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Extent>(4096);
+    std::thread::scope(|s| {
+        let lister = s.spawn(move || {
+            img.diff_iterate(from, size, whole_object, &mut |e| {
+                tx.send(e).map_err(|_| io::Error::from_raw_os_error(125))
+            })
+        });
+        let out = f(rx);
+        let listed = lister
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (out, listed)
+    })
+}
+
+pub mod export_diff;
