@@ -75,6 +75,8 @@ pub mod integrity;
 #[cfg(feature = "alloc")]
 pub mod merge;
 #[cfg(feature = "alloc")]
+pub mod objmap;
+#[cfg(feature = "alloc")]
 pub mod pump;
 #[cfg(feature = "std")]
 pub mod reader;

@@ -5,6 +5,7 @@
 //! `FICLONE` reflink ioctl; every other target (WASI included) falls back to
 //! writing zeros / treating the whole file as data / copying non-zero blocks.
 
+use crate::objmap::Tracker;
 use rbdiff::image::{BlockSink, BlockSource, FileImage, is_zero};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -14,9 +15,10 @@ use std::path::Path;
 pub const CHUNK: usize = 1 << 20;
 
 /// An open image file: the codec's [`FileImage`] (positioned I/O, hole
-/// punching, `SEEK_DATA`) with the conveniences the commands use.
+/// punching, `SEEK_DATA`) with the conveniences the commands use; a store
+/// image's HEAD also carries the [`Tracker`] that keeps its object map exact.
 #[derive(Debug)]
-pub struct Dev(FileImage);
+pub struct Dev(FileImage, Option<Box<Tracker>>);
 
 impl Dev {
     /// Open read-only.
@@ -39,12 +41,17 @@ impl Dev {
                 "is a directory",
             ));
         }
-        Ok(Dev(FileImage::new(file)?))
+        Ok(Dev(FileImage::new(file)?, None))
+    }
+
+    /// Route writes through `tracker` (a store HEAD's object map).
+    pub fn with_tracker(self, tracker: Option<Tracker>) -> Dev {
+        Dev(self.0, tracker.map(Box::new))
     }
 
     /// A second handle on the same file (reads on another thread).
     pub fn try_clone(&self) -> io::Result<Dev> {
-        Ok(Dev(self.0.try_clone()?))
+        Ok(Dev(self.0.try_clone()?, None))
     }
 
     /// Handles for reading on up to `n` threads (at least one unless the
@@ -70,13 +77,35 @@ impl Dev {
 
     /// Write `data` at `offset` (the file grows if needed).
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.0.write_at(offset, data)
+        let len = data.len() as u64;
+        let end = offset.saturating_add(len);
+        let grows = end > self.size();
+        if let Some(t) = self.1.as_mut() {
+            if grows {
+                t.before_resize(end)?;
+            }
+            t.before_write(offset, len)?;
+        }
+        self.0.write_at(offset, data)?;
+        if let Some(t) = self.1.as_mut() {
+            if grows {
+                t.resized(end);
+            }
+            t.wrote(offset, len);
+        }
+        Ok(())
     }
 
     /// Change the size (truncate or zero-extend, sparse).
     pub fn set_size(&mut self, size: u64) -> io::Result<()> {
         if size != self.size() {
+            if let Some(t) = self.1.as_mut() {
+                t.before_resize(size)?;
+            }
             self.0.set_size(size)?;
+            if let Some(t) = self.1.as_mut() {
+                t.resized(size);
+            }
         }
         Ok(())
     }
@@ -88,7 +117,14 @@ impl Dev {
         if offset >= end {
             return Ok(());
         }
-        self.0.write_zeroes(offset, end - offset)
+        if let Some(t) = self.1.as_mut() {
+            t.before_zero(offset, end - offset)?;
+        }
+        self.0.write_zeroes(offset, end - offset)?;
+        if let Some(t) = self.1.as_mut() {
+            t.zeroed(offset, end - offset);
+        }
+        Ok(())
     }
 
     /// The next allocated region at or after `offset`: `(start, len)`.
@@ -102,9 +138,14 @@ impl Dev {
         self.0.file().flush()
     }
 
-    /// Flush data and metadata to stable storage.
+    /// Flush data and metadata to stable storage (a tracked HEAD's object
+    /// map is then written exact).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.0.file().sync_all()
+        self.0.file().sync_all()?;
+        if let Some(t) = self.1.as_mut() {
+            t.commit(self.0.file())?;
+        }
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ mod cmd;
 mod dev;
 mod errors;
 mod integ;
+mod objmap;
 mod progress;
 mod size;
 mod store;

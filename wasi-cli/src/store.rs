@@ -358,6 +358,8 @@ impl Store {
             .open(dir.join("head"))
             .map_err(|e| ctx(&e))?;
         head.set_len(meta.size).map_err(|e| ctx(&e))?;
+        drop(head);
+        crate::objmap::create(&dir, meta.size, meta.order).map_err(|e| ctx(&e))?;
         let img = Image { dir, meta };
         img.save().map_err(|e| ctx(&e))?;
         Ok(img)
@@ -453,7 +455,8 @@ impl Image {
 
     /// Open HEAD read-write.
     pub fn open_head(&self) -> io::Result<Dev> {
-        Dev::open_rw(&self.head_path())
+        let tracker = crate::objmap::Tracker::open(&self.dir)?;
+        Ok(Dev::open_rw(&self.head_path())?.with_tracker(tracker))
     }
 
     /// Current HEAD size.
@@ -485,9 +488,11 @@ impl Image {
             .and_then(|f| f.sync_all())
             .map_err(|e| ctx(&e))?;
         fs::rename(&tmp, &path).map_err(|e| ctx(&e))?;
+        let head_map = crate::objmap::snap_create(&self.dir, id).map_err(|e| ctx(&e))?;
         self.meta.next_snap_id = id + 1;
         self.meta.snapshots.push(snap);
-        self.save().map_err(|e| ctx(&e))
+        self.save().map_err(|e| ctx(&e))?;
+        crate::objmap::finish_snap_create(&self.dir, head_map).map_err(|e| ctx(&e))
     }
 
     /// Remove a snapshot (refused while protected).
@@ -505,10 +510,12 @@ impl Image {
             )
             .then(format!("rbd: failed to remove snapshot: {}", errstr(EBUSY))));
         }
+        let ctx = |e: &io::Error| Fail::io("rbd: failed to remove snapshot", e);
+        crate::objmap::snap_remove(self, i).map_err(|e| ctx(&e))?;
         let s = self.meta.snapshots.remove(i);
-        self.save()
-            .map_err(|e| Fail::io("rbd: failed to remove snapshot", &e))?;
+        self.save().map_err(|e| ctx(&e))?;
         let _ = fs::remove_file(self.snap_path(&s));
+        crate::objmap::remove(&self.dir, s.id);
         Ok(())
     }
 
@@ -544,17 +551,27 @@ impl Image {
             ));
         };
         let ctx = |e: &io::Error| Fail::io("rbd: rollback failed", e);
+        let map = self
+            .snap_index(name)
+            .and_then(|i| crate::objmap::rollback_map(self, i));
+        crate::objmap::before_rollback(&self.dir, map.as_ref()).map_err(|e| ctx(&e))?;
         let tmp = self.dir.join("head.rollback");
         dev::sparse_copy(&self.snap_path(&s), &tmp).map_err(|e| ctx(&e))?;
         fs::rename(&tmp, self.head_path()).map_err(|e| ctx(&e))?;
         self.meta.size = s.size;
-        self.save().map_err(|e| ctx(&e))
+        self.save().map_err(|e| ctx(&e))?;
+        match map {
+            Some(m) => crate::objmap::store_exact(&self.dir, crate::objmap::Point::Head, &m)
+                .map_err(|e| ctx(&e)),
+            None => Ok(()),
+        }
     }
 
     /// Resize HEAD.
     pub fn resize(&mut self, size: u64) -> io::Result<()> {
-        let f = fs::OpenOptions::new().write(true).open(self.head_path())?;
-        f.set_len(size)?;
+        let mut head = self.open_head()?;
+        head.set_size(size)?;
+        head.sync()?;
         self.meta.size = size;
         self.save()
     }

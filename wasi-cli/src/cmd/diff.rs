@@ -3,6 +3,7 @@
 use super::{Target, open_input};
 use crate::dev::Dev;
 use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
+use crate::objmap::{self, MapDev};
 use crate::store::Store;
 use rbdiff::error::ErrorKind;
 use rbdiff::image::{ExportOptions, export_diff};
@@ -205,8 +206,8 @@ fn diff_err(code: i32) -> Fail {
 
 /// Extents of `to` against `from` (zeros when `None`).
 fn compute(
-    from: Option<&mut Dev>,
-    to: &mut Dev,
+    from: Option<&mut MapDev>,
+    to: &mut MapDev,
     object_size: u64,
     whole: bool,
 ) -> Result<Vec<Extent>, Fail> {
@@ -293,10 +294,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 match from_stream(&ps)? {
                     Some(e) => e,
                     None => {
-                        let mut to = Dev::open_ro(&p).map_err(|e| diff_err(io_errno(&e)))?;
+                        let to = Dev::open_ro(&p).map_err(|e| diff_err(io_errno(&e)))?;
                         compute(
-                            None,
-                            &mut to,
+                            None::<&mut MapDev>,
+                            &mut objmap::plain(to),
                             a.object_size.unwrap_or(4 << 20),
                             a.whole_object,
                         )?
@@ -308,7 +309,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 let img = store.open(&spec.head())?;
                 let to_path = img.data_path(snap.as_deref())?;
                 let to_idx = snap.as_deref().and_then(|s| img.snap_index(s));
-                let from_path = match &a.from_snap {
+                let from_idx = match &a.from_snap {
                     None => None,
                     Some(f) => {
                         let Some(fi) = img.snap_index(f) else {
@@ -317,12 +318,18 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                         if to_idx.is_some_and(|ti| fi > ti) {
                             return Err(diff_err(EINVAL).into());
                         }
-                        Some(img.snap_path(&img.meta.snapshots[fi]))
+                        Some(fi)
                     }
                 };
-                let mut to = Dev::open_ro(&to_path).map_err(|e| diff_err(io_errno(&e)))?;
-                let mut from = match from_path {
-                    Some(p) => Some(Dev::open_ro(&p).map_err(|e| diff_err(io_errno(&e)))?),
+                let hint = objmap::diff_hint(&img, &spec.head().to_string(), from_idx, to_idx);
+                let order = img.meta.order;
+                let open = |p: &std::path::Path| {
+                    let d = Dev::open_ro(p).map_err(|e| diff_err(io_errno(&e)))?;
+                    Ok::<_, Fail>(objmap::hinted(d, hint.clone(), order))
+                };
+                let mut to = open(&to_path)?;
+                let mut from = match from_idx {
+                    Some(fi) => Some(open(&img.snap_path(&img.meta.snapshots[fi]))?),
                     None => None,
                 };
                 compute(

@@ -4,9 +4,11 @@
 use super::{Output, Target};
 use crate::dev::{CHUNK, Dev};
 use crate::errors::{EINVAL, Fail, errstr, io_errno};
+use crate::objmap::{self, MapDev};
 use crate::progress::{Progress, ProgressFlags};
 use crate::store::Store;
 use rbdiff::encode::IoSink;
+use rbdiff::image::BlockSource;
 use rbdiff::image::{ExportError, ExportOptions, export_diff, export_diff_sealed};
 use rbdiff::integrity::HashingSink;
 use rbdiff::{DiffHeader, EncodeError, Encoder, ImageHeader};
@@ -60,7 +62,7 @@ fn err(code: i32) -> Fail {
 }
 
 /// Copy `src` to `out`: holes skipped (seek) for files, zeros written to stdout.
-fn export_raw(src: &mut Dev, out: &mut Output, prog: &mut Progress) -> std::io::Result<()> {
+fn export_raw(src: &mut MapDev, out: &mut Output, prog: &mut Progress) -> std::io::Result<()> {
     let size = src.size();
     let mut buf = vec![0u8; CHUNK];
     let is_file = out.path().is_some();
@@ -77,7 +79,7 @@ fn export_raw(src: &mut Dev, out: &mut Output, prog: &mut Progress) -> std::io::
         None
     };
     while pos < size {
-        let (ds, dl) = src.next_data(pos)?.unwrap_or((size, 0));
+        let (ds, dl) = src.next_data(pos)?.map_or((size, 0), |(s, e)| (s, e - s));
         // hole [pos, ds)
         if file_out.is_none() {
             let mut p = written_to;
@@ -137,14 +139,22 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         return Err(Fail::new(EINVAL, "rbdiff: --integrity needs --export-format 2").into());
     }
     if a.export_format == "1" {
-        let path = match &target {
-            Target::Raw(p) => p.clone(),
+        let (path, hint) = match &target {
+            Target::Raw(p) => (p.clone(), None),
             Target::Store(spec) => {
                 let img = store.open(&spec.head())?;
-                img.data_path(spec.snap.as_deref().or(a.snap.as_deref()))?
+                let snap = spec.snap.as_deref().or(a.snap.as_deref());
+                let path = img.data_path(snap)?;
+                let idx = snap.and_then(|s| img.snap_index(s));
+                let hint = objmap::diff_hint(&img, &spec.head().to_string(), None, idx);
+                (path, hint.map(|h| (h, img.meta.order)))
             }
         };
-        let mut src = Dev::open_ro(&path).map_err(|e| err(io_errno(&e)))?;
+        let dev = Dev::open_ro(&path).map_err(|e| err(io_errno(&e)))?;
+        let mut src = match hint {
+            Some((h, order)) => objmap::hinted(dev, Some(h), order),
+            None => objmap::plain(dev),
+        };
         let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
         match export_raw(&mut src, &mut out, &mut prog).and_then(|()| out.commit()) {
             Ok(()) => {
@@ -189,8 +199,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             .map_err(ExportError::Write)?;
         // One diff: plain, or sealed (its checksum starts at its banner).
         let one = |enc: &mut Encoder<HashingSink<IoSink<&mut Output>>>,
-                   from: Option<&mut Dev>,
-                   to: &mut Dev,
+                   from: Option<&mut MapDev>,
+                   to: &mut MapDev,
                    h: &DiffHeader<'_>|
          -> Result<(), ExportError<std::io::Error, std::io::Error>> {
             enc.sink_mut().reset();
@@ -202,9 +212,23 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             }
             Ok(())
         };
-        let mut prev: Option<(&str, Dev)> = None;
+        let name = spec.head().to_string();
+        let order = m.order;
+        let open = |p: &std::path::Path, from: Option<usize>, to: Option<usize>| {
+            let dev = Dev::open_ro(p)?;
+            Ok(objmap::hinted(
+                dev,
+                objmap::diff_hint(&img, &name, from, to),
+                order,
+            ))
+        };
+        let mut prev: Option<(&str, MapDev)> = None;
         for (i, s) in m.snapshots.iter().enumerate() {
-            let mut to = Dev::open_ro(&img.snap_path(s)).map_err(ExportError::Read)?;
+            let mut to =
+                open(&img.snap_path(s), i.checked_sub(1), Some(i)).map_err(ExportError::Read)?;
+            if let Some((_, p)) = prev.as_mut() {
+                p.set_hint(to.hint().cloned());
+            }
             let h = DiffHeader {
                 from: prev.as_ref().map(|(n, _)| n.as_bytes()),
                 to: Some(s.name.as_bytes()),
@@ -215,7 +239,11 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             prog.update(i as u64 + 1, n);
             prev = Some((s.name.as_str(), to));
         }
-        let mut head = Dev::open_ro(&img.head_path()).map_err(ExportError::Read)?;
+        let last = m.snapshots.len().checked_sub(1);
+        let mut head = open(&img.head_path(), last, None).map_err(ExportError::Read)?;
+        if let Some((_, p)) = prev.as_mut() {
+            p.set_hint(head.hint().cloned());
+        }
         let h = DiffHeader {
             from: prev.as_ref().map(|(n, _)| n.as_bytes()),
             to: None,

@@ -3,6 +3,7 @@
 use super::{Output, Target};
 use crate::dev::Dev;
 use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
+use crate::objmap::{self, MapDev};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::Store;
@@ -134,7 +135,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     }
     let target = Target::parse(&source)?;
     // Resolve the two endpoints to files, the names and the object size.
-    let (from_path, to_path, from_name, to_name, protected, object_size) = match &target {
+    let (from_path, to_path, from_name, to_name, protected, object_size, hint) = match &target {
         Target::Raw(p) => {
             let from = a.from_image.as_ref().map(std::path::PathBuf::from);
             (
@@ -144,6 +145,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 a.snap.clone(),
                 None,
                 a.object_size.unwrap_or(4 << 20),
+                None,
             )
         }
         Target::Store(spec) => {
@@ -159,7 +161,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             let img = store.open(&spec.head())?;
             let to_path = img.data_path(snap.as_deref())?;
             let to_idx = snap.as_deref().and_then(|s| img.snap_index(s));
-            let from_path = match &a.from_snap {
+            let from_idx = match &a.from_snap {
                 None => None,
                 Some(f) => {
                     let Some(fi) = img.snap_index(f) else {
@@ -168,9 +170,12 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                     if to_idx.is_some_and(|ti| fi > ti) {
                         return Err(err(EINVAL).into());
                     }
-                    Some(img.snap_path(&img.meta.snapshots[fi]))
+                    Some(fi)
                 }
             };
+            let from_path = from_idx.map(|fi| img.snap_path(&img.meta.snapshots[fi]));
+            let hint = objmap::diff_hint(&img, &spec.head().to_string(), from_idx, to_idx)
+                .map(|h| (h, img.meta.order));
             let protected = match (format, snap.as_deref()) {
                 (Format::DiffV2, Some(s)) => img.snap(s).map(|s| s.protected),
                 _ => None,
@@ -182,10 +187,17 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 snap,
                 protected,
                 img.meta.object_size(),
+                hint,
             )
         }
     };
-    let open = |p: &std::path::Path| Dev::open_ro(p).map_err(|e| err(io_errno(&e)));
+    let open = |p: &std::path::Path| {
+        let dev = Dev::open_ro(p).map_err(|e| err(io_errno(&e)))?;
+        Ok::<_, Fail>(match &hint {
+            Some((h, order)) => objmap::hinted(dev, Some(h.clone()), *order),
+            None => objmap::plain(dev),
+        })
+    };
     let mut to = open(&to_path)?;
     let mut from = match &from_path {
         Some(p) => Some(open(p)?),
@@ -363,8 +375,8 @@ fn write_diff<S: Sink<Error = std::io::Error>>(
     sink: S,
     format: Format,
     seal: bool,
-    from: Option<&mut Dev>,
-    to: &mut Dev,
+    from: Option<&mut MapDev>,
+    to: &mut MapDev,
     header: &DiffHeader<'_>,
     opts: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),

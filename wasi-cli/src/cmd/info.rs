@@ -49,6 +49,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| json!({"id": s.id, "name": s.name, "size": s.size, "protected": s.protected.to_string()}))
         .collect();
+    let idx = spec.snap.as_deref().and_then(|s| img.snap_index(s));
+    let flags = crate::objmap::info_flags(img.dir(), crate::objmap::point(&img, idx), m.features);
     if a.format == "json" {
         let mut v = json!({
             "name": spec.image,
@@ -59,6 +61,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             "object_size": m.object_size(),
             "features": feature_names(m.features),
             "features_mask": m.features,
+            "flags": flags,
             "stripe_unit": m.stripe_unit,
             "stripe_count": m.stripe_count,
             "metadata": meta,
@@ -83,6 +86,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     println!("\tsnapshot_count: {}", m.snapshots.len());
     println!("\tformat: 2");
     println!("\tfeatures: {}", feature_names(m.features).join(", "));
+    println!("\tflags: {}", flags.join(", "));
     println!("\tstripe unit: {}", m.stripe_unit);
     println!("\tstripe count: {}", m.stripe_count);
     if let Some(s) = &spec.snap {

@@ -10,6 +10,7 @@ pub mod info;
 pub mod inspect;
 pub mod ls;
 pub mod merge_diff;
+pub mod object_map;
 pub mod resize;
 pub mod rm;
 pub mod seal;
@@ -90,6 +91,8 @@ pub enum Cmd {
     Ls(ls::Args),
     #[command(subcommand)]
     Snap(snap::SnapCmd),
+    #[command(subcommand)]
+    ObjectMap(object_map::ObjectMapCmd),
 }
 
 /// Run a parsed command line.
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Rm(a) => rm::run(&store, a),
         Cmd::Ls(a) => ls::run(&store, a),
         Cmd::Snap(c) => snap::run(&store, c),
+        Cmd::ObjectMap(c) => object_map::run(&store, c),
     };
     if compat {
         res.map_err(crate::errors::without_detail)

@@ -1,0 +1,480 @@
+//! Store object maps (issue 16): exact under every write path, never
+//! under-reporting when an import is killed, a foreign write to `head`
+//! detected (invalid -> fallback -> rebuild), and the outputs of export-diff,
+//! diff and export identical with and without the maps, on the corpus and
+//! on random workloads; natively and under wasmtime.
+#![allow(clippy::cast_possible_truncation)] // test code, 64-bit hosts only
+
+mod cli_common;
+
+use cli_common::{Cli, Out, Runner, noise, snaps};
+use rbdiff::{DiffHeader, Encoder, Format};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const NO_MAP: (&str, &str) = ("RBDIFF_NO_OBJECT_MAP", "1");
+const FALLBACK: &str = "comparing contents instead";
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// `object-map check --format json`: must pass and be valid.
+fn check(c: &Cli, spec: &str) -> Value {
+    let o = c.run(&["object-map", "check", "--format", "json", spec]);
+    assert_eq!(o.code, 0, "check {spec}: {} {}", o.stderr, o.text());
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["valid"], true, "{spec}: {v}");
+    assert!(v["underreport"].is_null(), "{spec}: {v}");
+    v
+}
+
+fn objects(v: &Value, key: &str) -> BTreeSet<u64> {
+    v[key]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("u64"))
+        .collect()
+}
+
+/// Run `args` with and without the maps: same exit, same stdout, the same
+/// output file when `out` is given (removed between the runs).
+fn same_with_and_without_map(c: &Cli, args: &[&str], out: Option<&str>) -> Vec<u8> {
+    let get = |env: &[(&str, &str)]| -> (Out, Vec<u8>) {
+        if let Some(f) = out {
+            let _ = std::fs::remove_file(c.path(f));
+        }
+        let o = c.run_env(args, env);
+        let bytes = out.map(|f| c.read(f)).unwrap_or_default();
+        (o, bytes)
+    };
+    let (a, fa) = get(&[]);
+    let (b, fb) = get(&[NO_MAP]);
+    assert_eq!(a.code, 0, "{args:?}: {}", a.stderr);
+    assert_eq!(b.code, 0, "{args:?}: {}", b.stderr);
+    assert!(!a.stderr.contains(FALLBACK), "{args:?}: {}", a.stderr);
+    assert_eq!(a.stdout, b.stdout, "{args:?}: stdout differs");
+    assert!(fa == fb, "{args:?}: output file differs with the map");
+    if out.is_some() { fa } else { a.stdout }
+}
+
+fn obj_range(off: u64, len: u64, order: u32) -> std::ops::Range<u64> {
+    (off >> order)..(off + len).div_ceil(1 << order)
+}
+
+/// A random v1 diff against an image of `size` bytes, applied to `model`;
+/// returns the stream and the objects it touches.
+fn random_diff(rng: &mut Rng, model: &mut [u8], order: u32) -> (Vec<u8>, BTreeSet<u64>) {
+    let size = model.len() as u64;
+    let mut enc = Encoder::diff(Vec::new(), Format::DiffV1).expect("enc");
+    enc.header(&DiffHeader {
+        from: None,
+        to: None,
+        protected: None,
+        size: Some(size),
+    })
+    .expect("hdr");
+    let mut touched = BTreeSet::new();
+    let mut at = rng.below(size / 4) / 4096 * 4096;
+    for _ in 0..1 + rng.below(6) {
+        if at >= size {
+            break;
+        }
+        let obj = 1u64 << order;
+        let len = match rng.below(4) {
+            // a whole object or two, aligned
+            0 => {
+                at = at / obj * obj;
+                obj * (1 + rng.below(2))
+            }
+            _ => 1 + rng.below(3 * obj),
+        }
+        .min(size - at);
+        let (s, e) = (at as usize, (at + len) as usize);
+        if rng.below(3) == 0 {
+            enc.zero(at, len).expect("z");
+            model[s..e].fill(0);
+        } else {
+            let data = noise(e - s, rng.next());
+            enc.write(at, &data).expect("w");
+            model[s..e].copy_from_slice(&data);
+        }
+        touched.extend(obj_range(at, len, order));
+        at += len + rng.below(size / 3) / 4096 * 4096;
+    }
+    enc.end_diff().expect("e");
+    (enc.finish().expect("finish"), touched)
+}
+
+/// The point specs of `img`: every snapshot, then HEAD.
+fn points(c: &Cli, img: &str) -> Vec<String> {
+    let mut v: Vec<String> = snaps(c, img).iter().map(|s| format!("{img}@{s}")).collect();
+    v.push(img.to_string());
+    v
+}
+
+/// Diffs between random points of `img` (precise and whole-object), with
+/// and without the maps.
+fn compare_outputs(c: &Cli, rng: &mut Rng, img: &str, k: usize) {
+    let pts = points(c, img);
+    let ti = rng.below(pts.len() as u64) as usize;
+    let to = &pts[ti];
+    let from = (ti > 0 && rng.below(3) != 0).then(|| {
+        let fi = rng.below(ti as u64) as usize;
+        pts[fi].split_once('@').expect("snap").1.to_string()
+    });
+    let mut args = vec!["export-diff", "--no-progress"];
+    if let Some(f) = &from {
+        args.extend(["--from-snap", f]);
+    }
+    if rng.below(2) == 0 {
+        args.push("--whole-object");
+    }
+    let out = format!("cmp{k}.diff");
+    args.extend([to.as_str(), out.as_str()]);
+    same_with_and_without_map(c, &args, Some(&out));
+    let mut d = vec!["diff", "--format", "json"];
+    if let Some(f) = &from {
+        d.extend(["--from-snap", f]);
+    }
+    d.push(to);
+    same_with_and_without_map(c, &d, None);
+}
+
+/// What each point's map may claim as written since the previous snapshot:
+/// the objects touched in between (HEAD last).
+struct Touched(Vec<BTreeSet<u64>>);
+
+fn maps_follow_every_write_path(c: &Cli) {
+    let order = 16;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    c.ok(&["create", "--size", "8M", "--order", "16", "img"]);
+    let mut head = vec![0u8; 8 << 20];
+    let mut snap_data: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut touched = Touched(vec![BTreeSet::new()]);
+    let ops = if c.runner == Runner::Native { 40 } else { 14 };
+    let mut next_snap = 0;
+    for k in 0..ops {
+        match rng.below(10) {
+            0..=4 => {
+                let (diff, t) = random_diff(&mut rng, &mut head, order);
+                c.write("op.diff", &diff);
+                c.ok(&["import-diff", "--no-progress", "op.diff", "img"]);
+                touched.0.last_mut().expect("head").extend(t);
+            }
+            5 | 6 => {
+                let name = format!("s{next_snap}");
+                next_snap += 1;
+                c.ok(&["snap", "create", &format!("img@{name}")]);
+                snap_data.push((name, head.clone()));
+                touched.0.push(BTreeSet::new());
+            }
+            7 if !snap_data.is_empty() => {
+                let i = rng.below(snap_data.len() as u64) as usize;
+                let (name, _) = snap_data.remove(i);
+                c.ok(&["snap", "rm", &format!("img@{name}")]);
+                let gone = touched.0.remove(i);
+                touched.0[i].extend(gone);
+            }
+            8 if !snap_data.is_empty() => {
+                let i = rng.below(snap_data.len() as u64) as usize;
+                c.ok(&["snap", "rollback", &format!("img@{}", snap_data[i].0)]);
+                head = snap_data[i].1.clone();
+                let since: BTreeSet<u64> = touched.0[i + 1..].iter().flatten().copied().collect();
+                *touched.0.last_mut().expect("head") = since;
+            }
+            _ => {
+                let mib = 4 + rng.below(9);
+                let size = format!("{mib}M");
+                c.ok(&["resize", "--allow-shrink", "--size", &size, "img"]);
+                head.resize((mib << 20) as usize, 0);
+            }
+        }
+        assert!(
+            c.read("store/rbd/img/head") == head,
+            "head content after op {k}"
+        );
+        // HEAD's map, and a random snapshot's: exact bounds.
+        let pts = points(c, "img");
+        let mut look = vec![pts.len() - 1];
+        if pts.len() > 1 {
+            look.push(rng.below(pts.len() as u64 - 1) as usize);
+        }
+        for i in look {
+            let v = check(c, &pts[i]);
+            let written = objects(&v, "written");
+            assert!(
+                written.is_subset(&touched.0[i]),
+                "op {k}: {} claims written {written:?}, touched {:?}",
+                pts[i],
+                touched.0[i]
+            );
+        }
+        compare_outputs(c, &mut rng, "img", k);
+    }
+    for p in points(c, "img") {
+        check(c, &p);
+    }
+    let v2 = same_with_and_without_map(
+        c,
+        &[
+            "export",
+            "--no-progress",
+            "--export-format",
+            "2",
+            "img",
+            "all.v2",
+        ],
+        Some("all.v2"),
+    );
+    assert!(!v2.is_empty());
+    let raw = same_with_and_without_map(
+        c,
+        &["export", "--no-progress", "img", "head.raw"],
+        Some("head.raw"),
+    );
+    assert!(raw == head, "export of HEAD");
+}
+
+fn corpus_outputs_match(c: &Cli) {
+    for case in ["basic-64k", "discard-zero", "grow", "shrink", "empty"] {
+        let img = case.replace('-', "_");
+        c.ok(&[
+            "import",
+            "--no-progress",
+            "--export-format",
+            "2",
+            &c.fx(&format!("{case}/export/image.v2")),
+            &img,
+        ]);
+        let pts = points(c, &img);
+        for p in &pts {
+            check(c, p);
+        }
+        for (ti, to) in pts.iter().enumerate() {
+            let froms = std::iter::once(None).chain(
+                pts[..ti]
+                    .iter()
+                    .map(|p| Some(p.split_once('@').expect("snap").1)),
+            );
+            for (j, from) in froms.enumerate() {
+                for whole in [false, true] {
+                    let out = format!("{img}-{ti}-{j}-{whole}.diff");
+                    let mut args = vec!["export-diff", "--no-progress"];
+                    if let Some(f) = from {
+                        args.extend(["--from-snap", f]);
+                    }
+                    if whole {
+                        args.push("--whole-object");
+                    }
+                    args.extend([to.as_str(), out.as_str()]);
+                    same_with_and_without_map(c, &args, Some(&out));
+                }
+            }
+        }
+        let out = format!("{img}.v2");
+        same_with_and_without_map(
+            c,
+            &[
+                "export",
+                "--no-progress",
+                "--export-format",
+                "2",
+                &img,
+                &out,
+            ],
+            Some(&out),
+        );
+    }
+}
+
+fn foreign_write_is_detected(c: &Cli) {
+    c.ok(&["create", "--size", "4M", "--order", "16", "img"]);
+    let mut model = vec![0u8; 4 << 20];
+    let mut rng = Rng(7);
+    let (d, _) = random_diff(&mut rng, &mut model, 16);
+    c.write("a.diff", &d);
+    c.ok(&["import-diff", "--no-progress", "a.diff", "img"]);
+    c.ok(&["snap", "create", "img@a"]);
+    let flags = |c: &Cli| {
+        let t = c.ok(&["info", "img"]).text();
+        t.lines()
+            .find(|l| l.trim_start().starts_with("flags:"))
+            .expect("flags line")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(flags(c), "flags:");
+    // Another program writes the head directly (as a VM would).
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(c.path("store/rbd/img/head"))
+            .expect("head");
+        f.seek(SeekFrom::Start(3 << 20)).expect("seek");
+        f.write_all(&noise(5000, 3)).expect("write");
+    }
+    assert_eq!(flags(c), "flags: object map invalid, fast diff invalid");
+    let want = c
+        .run_env(
+            &[
+                "export-diff",
+                "--no-progress",
+                "--from-snap",
+                "a",
+                "img",
+                "-",
+            ],
+            &[NO_MAP],
+        )
+        .stdout;
+    let o = c.ok(&[
+        "export-diff",
+        "--no-progress",
+        "--from-snap",
+        "a",
+        "img",
+        "-",
+    ]);
+    assert_eq!(o.stderr.matches(FALLBACK).count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("object-map rebuild rbd/img"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout == want, "fallback output");
+    assert!(!want.is_empty());
+    // An rbdiff write does not make the map valid again.
+    c.ok(&["import-diff", "--no-progress", "a.diff", "img"]);
+    assert_eq!(flags(c), "flags: object map invalid, fast diff invalid");
+    let o = c.run(&["object-map", "check", "--format", "json", "img"]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["valid"], false, "{v}");
+    c.ok(&["object-map", "rebuild", "img"]);
+    assert_eq!(flags(c), "flags:");
+    let v = check(c, "img");
+    assert!(objects(&v, "written").contains(&((3 << 20) >> 16)), "{v}");
+    let o = c.ok(&[
+        "export-diff",
+        "--no-progress",
+        "--from-snap",
+        "a",
+        "img",
+        "-",
+    ]);
+    assert!(!o.stderr.contains(FALLBACK), "{}", o.stderr);
+    let want = c
+        .run_env(
+            &[
+                "export-diff",
+                "--no-progress",
+                "--from-snap",
+                "a",
+                "img",
+                "-",
+            ],
+            &[NO_MAP],
+        )
+        .stdout;
+    assert!(o.stdout == want, "after rebuild");
+    // A snapshot written outside rbdiff: its map and the next one's.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(c.path("store/rbd/img/snap-1"))
+            .expect("snap");
+        f.write_all(b"").expect("touch");
+        f.set_modified(std::time::SystemTime::now()).expect("mtime");
+    }
+    let t = c.ok(&["info", "img@a"]).text();
+    assert!(t.contains("flags: object map invalid"), "{t}");
+    c.ok(&["object-map", "rebuild", "img@a"]);
+    check(c, "img@a");
+    check(c, "img");
+}
+
+/// Kill an import at random points: the map never claims less than the
+/// head holds.
+fn killed_import_never_underreports(c: &Cli) {
+    let order = 20;
+    let size: u64 = 96 << 20;
+    let mut model = vec![0u8; size as usize];
+    let mut enc = Encoder::diff(Vec::new(), Format::DiffV1).expect("enc");
+    enc.header(&DiffHeader {
+        from: None,
+        to: None,
+        protected: None,
+        size: Some(size),
+    })
+    .expect("hdr");
+    let mut at = 0u64;
+    let mut k = 1u64;
+    while at < size {
+        let len = (1u64 << order) / 2 + (k * 7919) % (1 << order);
+        let len = len.min(size - at);
+        let data = noise(len as usize, k);
+        enc.write(at, &data).expect("w");
+        model[at as usize..(at + len) as usize].copy_from_slice(&data);
+        at += len + (k * 104_729) % (3 << order);
+        k += 1;
+    }
+    enc.end_diff().expect("e");
+    c.write("big.diff", &enc.finish().expect("finish"));
+    c.ok(&["create", "--size", "96M", "--order", "20", "probe"]);
+    let t = Instant::now();
+    c.ok(&["import-diff", "--no-progress", "big.diff", "probe"]);
+    let full = t.elapsed();
+    assert!(c.read("store/rbd/probe/head") == model);
+    check(c, "probe");
+    let mut rng = Rng(u64::from(std::process::id()) | 1);
+    let kills = if c.runner == Runner::Native { 5 } else { 3 };
+    for i in 0..kills {
+        let img = format!("kill{i}");
+        c.ok(&["create", "--size", "96M", "--order", "20", &img]);
+        c.ok(&["snap", "create", &format!("{img}@empty")]);
+        let frac = 0.05 + (rng.below(1000) as f64) / 1000.0 * 0.9;
+        let mut child = c
+            .command(&["import-diff", "--no-progress", "big.diff", &img])
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_secs_f64(full.as_secs_f64() * frac));
+        let _ = child.kill();
+        let _ = child.wait();
+        check(c, &img);
+        // A diff from the snapshot sees everything the killed run wrote.
+        let out = format!("k{i}.diff");
+        same_with_and_without_map(
+            c,
+            &[
+                "export-diff",
+                "--no-progress",
+                "--from-snap",
+                "empty",
+                &img,
+                &out,
+            ],
+            Some(&out),
+        );
+    }
+}
+
+both!(
+    maps_follow_every_write_path,
+    corpus_outputs_match,
+    foreign_write_is_detected,
+    killed_import_never_underreports,
+);
