@@ -64,11 +64,12 @@ osd crush chooseleaf type = 0
 run dir = $d/run
 keyring = $d/keyring
 log file = $d/log/\$name.log
-admin socket = $d/run/\$name.asok
 rbd default features = 61
 [mon]
+admin socket = $d/run/\$name.asok
 mon data = $d/mon.\$id
 [osd]
+admin socket = $d/run/\$name.asok
 osd data = $d/osd.\$id
 osd objectstore = bluestore
 bluestore block create = true

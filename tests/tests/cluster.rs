@@ -185,3 +185,450 @@ fn export_diff_equals_rbd() {
     assert!(n >= 20, "only {n} diffs compared");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `rbd export IMAGE[@SNAP] -`: the image's bytes.
+fn export(dir: &Path, spec: &str) -> Vec<u8> {
+    rbd(dir, &["export", "--no-progress", spec, "-"]).stdout
+}
+
+/// A new image name of its own in `pool`.
+fn fresh(pool: &str, what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "{what}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    rbd(
+        Path::new("."),
+        &["create", "--size", "1M", &format!("{pool}/{name}")],
+    );
+    name
+}
+
+/// The diffs of an image's whole chain (0 -> first snapshot -> ... ->
+/// HEAD) made by `maker` ("rbd" or "rbdiff") into `dir`: (file, end snap).
+fn chain(dir: &Path, img: &str, snaps: &[String], maker: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut prev: Option<&String> = None;
+    for (i, s) in snaps.iter().map(Some).chain([None]).enumerate() {
+        let file = format!("{maker}.{img}.{i}");
+        let spec = at(img, s.map(String::as_str));
+        let src = if maker == "rbd" {
+            spec
+        } else {
+            format!("rbd:{spec}")
+        };
+        let mut args = vec!["export-diff", "--no-progress"];
+        if let Some(p) = prev {
+            args.extend(["--from-snap", p]);
+        }
+        args.extend([src.as_str(), file.as_str()]);
+        if maker == "rbd" {
+            rbd(dir, &args);
+        } else {
+            rbdiff(dir, &args);
+        }
+        out.push((file, s.cloned()));
+        prev = s;
+    }
+    out
+}
+
+/// Import `diffs` into a fresh image with `importer`, then compare every
+/// snapshot and HEAD with the source image's.
+fn import_chain(dir: &Path, img: &str, diffs: &[(String, Option<String>)], importer: &str) {
+    let dst = fresh("rbd", "imp");
+    for (file, _) in diffs {
+        if importer == "rbd" {
+            rbd(
+                dir,
+                &["import-diff", "--no-progress", file, &format!("rbd/{dst}")],
+            );
+        } else {
+            rbdiff(
+                dir,
+                &[
+                    "import-diff",
+                    "--no-progress",
+                    file,
+                    &format!("rbd:rbd/{dst}"),
+                ],
+            );
+        }
+    }
+    for (_, s) in diffs {
+        let want = export(dir, &at(img, s.as_deref()));
+        let got = export(dir, &at(&dst, s.as_deref()));
+        assert!(
+            want == got,
+            "{importer} import-diff of {img}'s chain: {} differs ({} vs {} bytes)",
+            at(&dst, s.as_deref()),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn rbd_diffs_imported_by_rbdiff() {
+    let d = scratch("rbd-to-rbdiff");
+    for (img, snaps) in &workload().images {
+        let diffs = chain(&d, img, snaps, "rbd");
+        import_chain(&d, img, &diffs, "rbdiff");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn rbdiff_diffs_imported_by_rbd() {
+    let d = scratch("rbdiff-to-rbd");
+    for (img, snaps) in &workload().images {
+        let diffs = chain(&d, img, snaps, "rbdiff");
+        import_chain(&d, img, &diffs, "rbd");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A v1 diff without snapshot names writing `data` at `offset` (rbd
+/// import-diff applies it to any image: a way to change one).
+fn crafted(offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = b"rbd diff v1\n".to_vec();
+    v.push(b'w');
+    v.extend(offset.to_le_bytes());
+    v.extend((data.len() as u64).to_le_bytes());
+    v.extend(data);
+    v.push(b'e');
+    v
+}
+
+fn snaps_of(dir: &Path, img: &str) -> Vec<String> {
+    let o = rbd(
+        dir,
+        &["snap", "ls", "--format", "json", &format!("rbd/{img}")],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("snap ls json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn sealed_diff_refused_on_drifted_base() {
+    let d = scratch("drift");
+    let (img, snaps) = &workload().images[0];
+    let (s1, s2) = (&snaps[0], &snaps[1]);
+    rbdiff(
+        &d,
+        &[
+            "export-diff",
+            "--no-progress",
+            "--integrity",
+            "--from-snap",
+            s1,
+            &format!("rbd:{}", at(img, Some(s2))),
+            "sealed",
+        ],
+    );
+    rbd(
+        &d,
+        &["export-diff", "--no-progress", &at(img, Some(s1)), "base"],
+    );
+    // Where the sealed diff writes: its first extent.
+    let o = rbd(
+        &d,
+        &[
+            "diff",
+            "--format",
+            "json",
+            "--from-snap",
+            s1,
+            &at(img, Some(s2)),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let first = v[0]["offset"].as_u64().expect("an extent");
+    // The right base takes it.
+    let good = fresh("rbd", "good");
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "base",
+            &format!("rbd/{good}"),
+        ],
+    );
+    rbdiff(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "sealed",
+            &format!("rbd:rbd/{good}"),
+        ],
+    );
+    assert_eq!(
+        export(&d, &at(&good, Some(s2))),
+        export(&d, &at(img, Some(s2)))
+    );
+    // A drifted one is refused before any write.
+    let bad = fresh("rbd", "drift");
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "base",
+            &format!("rbd/{bad}"),
+        ],
+    );
+    std::fs::write(d.join("drift"), crafted(first + 1, b"drift")).unwrap();
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "drift",
+            &format!("rbd/{bad}"),
+        ],
+    );
+    let before = export(&d, &format!("rbd/{bad}"));
+    let o = run(
+        bin(),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "sealed",
+            &format!("rbd:rbd/{bad}"),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(22),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is not the base"), "{err}");
+    assert_eq!(
+        export(&d, &format!("rbd/{bad}")),
+        before,
+        "the image changed"
+    );
+    assert_eq!(snaps_of(&d, &bad), vec![s1.clone()], "end snapshot created");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn interrupted_import_resumes() {
+    let d = scratch("resume");
+    let (img, snaps) = &workload().images[0];
+    let (s1, s2) = (&snaps[0], &snaps[1]);
+    rbd(
+        &d,
+        &["export-diff", "--no-progress", &at(img, Some(s1)), "base"],
+    );
+    rbdiff(
+        &d,
+        &[
+            "export-diff",
+            "--no-progress",
+            "--integrity",
+            "--from-snap",
+            s1,
+            &format!("rbd:{}", at(img, Some(s2))),
+            "next",
+        ],
+    );
+    let len = std::fs::metadata(d.join("next")).unwrap().len();
+    let dst = fresh("rbd", "resume");
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "base",
+            &format!("rbd/{dst}"),
+        ],
+    );
+    let o = Command::new(bin())
+        .current_dir(&d)
+        .env("RBDIFF_RESUME_INTERVAL", "65536")
+        .env("RBDIFF_TEST_CRASH_AFTER", (len / 2).to_string())
+        .args([
+            "import-diff",
+            "--no-progress",
+            "next",
+            &format!("rbd:rbd/{dst}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(99),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(d.join("next.rbdiff-resume").exists(), "no journal");
+    assert_eq!(snaps_of(&d, &dst), vec![s1.clone()]);
+    let o = rbdiff(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "--resume",
+            "next",
+            &format!("rbd:rbd/{dst}"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("resuming"),
+        "did not resume"
+    );
+    assert!(!d.join("next.rbdiff-resume").exists(), "journal left");
+    assert_eq!(
+        export(&d, &at(&dst, Some(s2))),
+        export(&d, &at(img, Some(s2)))
+    );
+    assert_eq!(snaps_of(&d, &dst), vec![s1.clone(), s2.clone()]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn sh(dir: &Path, script: &str) -> Output {
+    let o = Command::new("bash")
+        .current_dir(dir)
+        .args(["-o", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    ok(&o, script);
+    o
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn dr_pipeline_between_pools() {
+    let d = scratch("dr");
+    let pool = "rbdiff-dr";
+    let _ = run(
+        Path::new("ceph"),
+        &d,
+        &["osd", "pool", "create", pool, "8", "8"],
+    );
+    let _ = run(
+        Path::new("ceph"),
+        &d,
+        &[
+            "osd",
+            "pool",
+            "set",
+            pool,
+            "size",
+            "1",
+            "--yes-i-really-mean-it",
+        ],
+    );
+    let _ = run(Path::new("rbd"), &d, &["pool", "init", pool]);
+    let (img, snaps) = &workload().images[1];
+    let dst = fresh(pool, "dr");
+    let b = bin().display().to_string();
+    let mut prev: Option<&String> = None;
+    for s in snaps {
+        let from = prev.map_or(String::new(), |p| format!("--from-snap {p}"));
+        sh(
+            &d,
+            &format!(
+                "{b} export-diff --no-progress --integrity {from} rbd:{} - | {b} import-diff --no-progress - rbd:{pool}/{dst}",
+                at(img, Some(s))
+            ),
+        );
+        assert_eq!(
+            export(&d, &format!("{pool}/{dst}@{s}")),
+            export(&d, &at(img, Some(s))),
+            "DR copy at {s}"
+        );
+        prev = Some(s);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn errors_as_rbd() {
+    let d = scratch("errors");
+    let (img, _) = &workload().images[0];
+    let cases: [(&str, &[&str]); 4] = [
+        ("nopool", &["export-diff", "nopool/x", "o"]),
+        ("noimage", &["export-diff", "rbd/no-such-image", "o"]),
+        (
+            "nosnap",
+            &["export-diff", &format!("rbd/{img}@no-such-snap"), "o"],
+        ),
+        (
+            "nofrom",
+            &[
+                "export-diff",
+                "--from-snap",
+                "no-such-snap",
+                &format!("rbd/{img}"),
+                "o",
+            ],
+        ),
+    ];
+    for (what, args) in cases {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let want = run(
+            Path::new("rbd"),
+            &d,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let i = a.len() - 2;
+        a[i] = format!("rbd:{}", a[i]);
+        a.insert(1, "--no-progress".into());
+        let got = run(bin(), &d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(got.status.code(), want.status.code(), "{what}");
+        let last = |o: &Output| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(last(&got), last(&want), "{what}");
+        assert!(!d.join("o").exists(), "{what}: output left");
+    }
+    // An unreachable cluster: a clear error within the timeout.
+    std::fs::write(
+        d.join("dead.conf"),
+        "[global]\nmon host = v1:127.0.0.1:9\nauth client required = none\nms bind msgr2 = false\n",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let o = run(
+        bin(),
+        &d,
+        &[
+            "export-diff",
+            "--cluster-timeout",
+            "3",
+            "rbd:rbd/x:conf=dead.conf",
+            "o",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(110),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("couldn't connect to the cluster"));
+    assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(&d);
+}

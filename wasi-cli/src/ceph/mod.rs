@@ -8,7 +8,7 @@
 //! block says why it holds. Handles are closed on drop, in order: an
 //! [`Image`] borrows its [`IoCtx`], which borrows its [`Rados`].
 #![allow(unsafe_code)]
-// The write side (create, resize, aio writes) is for import-diff, next.
+// create, snaps, metadata: for the cluster commands still to come (export, import, info).
 #![allow(dead_code)]
 
 mod ffi;

@@ -194,4 +194,6 @@ pub fn with_extents<'a, 'io, T>(
     })
 }
 
+pub mod dev;
 pub mod export_diff;
+pub mod import_diff;

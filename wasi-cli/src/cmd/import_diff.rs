@@ -89,6 +89,9 @@ pub struct Args {
     /// Write a diff that restores the image's previous state to PATH (created exclusively).
     #[arg(long, value_name = "PATH")]
     pub undo: Option<String>,
+    /// Resume journal of an import into a cluster image (default: DIFF.rbdiff-resume).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<String>,
     #[command(flatten)]
     pub progress: ProgressFlags,
 }
@@ -324,6 +327,9 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     let path = super::required(path, "path")?;
     let image = super::required(image, "image name")?;
     a.path = Some(path.clone());
+    if let Some(spec) = crate::cluster::parse(&image)? {
+        return cluster(&spec, &a, &path);
+    }
     let target = Target::parse(&image)?;
     let mut img_holder;
     let (dest, journal_path) = match &target {
@@ -830,4 +836,28 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&journal_path);
     prog.finish(true);
     Ok(())
+}
+
+/// `import-diff` into a cluster image (`rbd:pool/image`).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args, path: &str) -> anyhow::Result<()> {
+    use crate::cluster::cmds::import_diff::{Req, run};
+    run(&Req {
+        spec,
+        path,
+        sparse_size: a.sparse_size,
+        rbd_compat: a.rbd_compat,
+        no_verify: a.no_verify,
+        force: a.force,
+        sidecar: a.integrity.as_deref(),
+        undo: a.undo.as_deref(),
+        resume: a.resume,
+        journal: a.journal.as_deref(),
+        progress: a.progress,
+    })
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args, _: &str) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }
