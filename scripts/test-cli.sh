@@ -31,4 +31,4 @@ case "$which" in
 esac
 
 cargo test -q -p rbdiff-cli
-cargo test -p rbdiff-tests --test cli_corpus --test cli_flows --test cli_integrity --test cli_stream_hardening -- "${filter[@]}"
+cargo test -p rbdiff-tests --test cli_corpus --test cli_flows --test cli_integrity --test cli_stream_hardening --test cli_image_meta -- "${filter[@]}"

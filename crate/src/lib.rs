@@ -69,6 +69,7 @@ pub mod error;
 pub mod format;
 #[cfg(feature = "alloc")]
 pub mod image;
+pub mod image_meta;
 #[cfg(feature = "alloc")]
 pub mod inspect;
 pub mod integrity;

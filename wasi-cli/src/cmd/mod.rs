@@ -4,6 +4,7 @@ pub mod create;
 pub mod diff;
 pub mod export;
 pub mod export_diff;
+pub mod image_meta;
 pub mod import;
 pub mod import_diff;
 pub mod info;
@@ -93,6 +94,8 @@ pub enum Cmd {
     Snap(snap::SnapCmd),
     #[command(subcommand)]
     ObjectMap(object_map::ObjectMapCmd),
+    #[command(subcommand)]
+    ImageMeta(image_meta::MetaCmd),
 }
 
 /// Run a parsed command line.
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ls(a) => ls::run(&store, a),
         Cmd::Snap(c) => snap::run(&store, c),
         Cmd::ObjectMap(c) => object_map::run(&store, c),
+        Cmd::ImageMeta(c) => image_meta::run(&store, c),
     };
     if compat {
         res.map_err(crate::errors::without_detail)

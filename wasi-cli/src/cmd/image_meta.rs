@@ -1,0 +1,320 @@
+//! `image-meta list|get|set|remove`: an image's key/value metadata, with
+//! rbd's output, messages and exit codes. The pairs travel in `export
+//! --export-format 2` (`M` records) and come back with `import`.
+
+use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
+use crate::store::{Image, Spec, Store};
+use clap::Subcommand;
+use std::io::Write;
+
+const EXAMPLES: &str = "\
+Examples:
+  rbdiff image-meta set vm1 backup.owner alice
+  rbdiff image-meta list vm1
+  rbdiff image-meta list --format json vm1 | jq .
+  rbdiff image-meta get vm1 backup.owner
+  rbdiff image-meta remove vm1 backup.owner
+  rbdiff image-meta set vm1 conf_rbd_cache false   # an image-level librbd option
+
+Keys sort bytewise, as rbd lists them. A key 'conf_<option>' overrides a
+librbd option for the image and is accepted only for the options librbd
+allows per image, with a value of the option's type (rc 22 otherwise, as
+rbd). The pairs are carried by 'export --export-format 2' and restored by
+'import --export-format 2'. Exit status: 0, 2 for a missing image or key,
+22 for a missing argument or a refused pair, 1 for usage errors.";
+
+/// Image metadata (key/value pairs) of a store image.
+#[derive(Subcommand, Debug)]
+#[command(after_help = EXAMPLES)]
+pub enum MetaCmd {
+    /// Image metadata list keys with values.
+    #[command(
+        visible_alias = "ls",
+        after_help = "Examples:\n  rbdiff image-meta list vm1\n  rbdiff image-meta ls --format xml --pretty-format rbd/vm1"
+    )]
+    List {
+        #[command(flatten)]
+        args: MetaArgs,
+        /// Output format.
+        #[arg(long, default_value = "plain", value_parser = ["plain", "json", "xml"])]
+        format: String,
+        /// Pretty-print JSON or XML.
+        #[arg(long)]
+        pretty_format: bool,
+    },
+    /// Image metadata get the value associated with the key.
+    #[command(after_help = "Example:\n  rbdiff image-meta get vm1 backup.owner")]
+    Get {
+        #[command(flatten)]
+        args: MetaArgs,
+    },
+    /// Image metadata set key with value.
+    #[command(after_help = "Example:\n  rbdiff image-meta set vm1 backup.owner alice")]
+    Set {
+        #[command(flatten)]
+        args: MetaArgs,
+    },
+    /// Image metadata remove the key and value associated.
+    #[command(
+        visible_alias = "rm",
+        after_help = "Example:\n  rbdiff image-meta remove vm1 backup.owner"
+    )]
+    Remove {
+        #[command(flatten)]
+        args: MetaArgs,
+    },
+}
+
+/// `[pool/]image [key [value]]`, rbd's way.
+#[derive(clap::Args, Debug)]
+pub struct MetaArgs {
+    /// [pool/]image in the store, then the key, then the value (set).
+    #[arg(value_name = "IMAGE [KEY [VALUE]]", allow_hyphen_values = false)]
+    positional: Vec<String>,
+    /// Pool name (instead of the pool/ prefix).
+    #[arg(short = 'p', long)]
+    pool: Option<String>,
+    /// Image name (instead of the first positional argument).
+    #[arg(long = "image", value_name = "IMAGE")]
+    image: Option<String>,
+}
+
+impl MetaArgs {
+    /// The image and the `n` values after it (key, value), with rbd's
+    /// messages for what is missing or too much.
+    fn split(&self, n: usize) -> Result<(Spec, Vec<String>), Fail> {
+        let mut pos = self.positional.iter().cloned();
+        let image = match &self.image {
+            Some(i) => Some(i.clone()),
+            None => pos.next(),
+        };
+        let rest: Vec<String> = pos.collect();
+        if rest.len() > n {
+            return Err(Fail::new(1, "rbd: too many arguments"));
+        }
+        let image = image
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Fail::new(EINVAL, "rbd: image name was not specified"))?;
+        let image = match &self.pool {
+            Some(p) if !image.contains('/') => format!("{p}/{image}"),
+            _ => image,
+        };
+        let spec = Spec::parse(&image)?;
+        if spec.snap.is_some() {
+            return Err(Fail::new(
+                EINVAL,
+                "rbd: snapshot name specified for a command that doesn't use it",
+            ));
+        }
+        let what = ["metadata key", "metadata value"];
+        let mut vals = Vec::with_capacity(n);
+        for (i, w) in what.iter().enumerate().take(n) {
+            match rest.get(i).filter(|v| !v.is_empty()) {
+                Some(v) => vals.push(v.clone()),
+                None => return Err(Fail::new(EINVAL, format!("rbd: {w} was not specified"))),
+            }
+        }
+        Ok((spec, vals))
+    }
+}
+
+/// rbd's two lines for a failed operation: librbd's, then the command's.
+fn failed(code: i32, first: String, verb: &str) -> Fail {
+    Fail::new(code, first).then(format!("rbd: {verb} metadata failed: {}", errstr(code)))
+}
+
+pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
+    match c {
+        MetaCmd::List {
+            args,
+            format,
+            pretty_format,
+        } => {
+            let (spec, _) = args.split(0)?;
+            let img = store.open(&spec)?;
+            let text = render(&img, &format, pretty_format);
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        MetaCmd::Get { args } => {
+            let (spec, kv) = args.split(1)?;
+            let img = store.open(&spec)?;
+            let Some(v) = img.meta.meta.get(kv[0].as_bytes()) else {
+                return Err(failed(
+                    ENOENT,
+                    format!(
+                        "failed to get metadata {} of image : {}",
+                        kv[0],
+                        errstr(ENOENT)
+                    ),
+                    "getting",
+                )
+                .into());
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(v)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        MetaCmd::Set { args } => {
+            let (spec, kv) = args.split(2)?;
+            let mut img = store.open(&spec)?;
+            let fail = |code: i32| {
+                let first = format!(
+                    "failed to set metadata {} of image : {}",
+                    kv[0],
+                    errstr(code)
+                );
+                failed(code, first, "setting")
+            };
+            rbdiff::image_meta::check(&kv[0], &kv[1]).map_err(|e| {
+                fail(EINVAL).with_detail(format!("rbdiff: validation for {} failed: {e}", kv[0]))
+            })?;
+            img.meta
+                .meta
+                .insert(kv[0].as_bytes().to_vec(), kv[1].as_bytes().to_vec());
+            img.save().map_err(|e| fail(io_errno(&e)))?;
+        }
+        MetaCmd::Remove { args } => {
+            let (spec, kv) = args.split(1)?;
+            let mut img = store.open(&spec)?;
+            if img.meta.meta.remove(kv[0].as_bytes()).is_none() {
+                let first = format!(
+                    "rbd: no existing metadata key {} of image : {}",
+                    kv[0],
+                    errstr(ENOENT)
+                );
+                return Err(failed(ENOENT, first, "removing").into());
+            }
+            img.save().map_err(|e| {
+                let code = io_errno(&e);
+                let first = format!(
+                    "failed to remove metadata {} of image : {}",
+                    kv[0],
+                    errstr(code)
+                );
+                failed(code, first, "removing")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `list`'s output as rbd prints it: a count line and a table, or JSON /
+/// XML objects keyed by the metadata keys (nothing at all when there are
+/// none).
+fn render(img: &Image, format: &str, pretty: bool) -> String {
+    let pairs: Vec<(String, String)> = img
+        .meta
+        .meta
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    let n = pairs.len();
+    match format {
+        "json" | "xml" if n == 0 => String::new(),
+        "json" => json(&pairs, pretty),
+        "xml" => xml(&pairs, pretty),
+        _ => {
+            let mut s = format!(
+                "There {} {n} {} on this image{}\n",
+                if n == 1 { "is" } else { "are" },
+                if n == 1 { "metadatum" } else { "metadata" },
+                if n == 0 { "." } else { ":" }
+            );
+            if n > 0 {
+                s.push('\n');
+                s.push_str(&table(&pairs));
+            }
+            s
+        }
+    }
+}
+
+/// Ceph's TextTable of two left-aligned columns: each as wide as its
+/// longest cell (in bytes), two spaces between them.
+fn table(pairs: &[(String, String)]) -> String {
+    let kw = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0).max(3);
+    let vw = pairs.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(5);
+    let mut s = String::new();
+    for (k, v) in
+        std::iter::once(("Key", "Value")).chain(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        s.push_str(k);
+        s.push_str(&" ".repeat(kw - k.len() + 2));
+        s.push_str(v);
+        s.push_str(&" ".repeat(vw - v.len()));
+        s.push('\n');
+    }
+    s
+}
+
+/// Ceph's JSON string escaping: `"`, `\`, newline and tab by letter, other
+/// control bytes (and DEL) as `\u00XX`; everything else as is.
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\x7f' => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json(pairs: &[(String, String)], pretty: bool) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let sep = if pretty { ": " } else { ":" };
+            format!("{}{sep}{}", json_str(k), json_str(v))
+        })
+        .collect();
+    if pretty {
+        format!("{{\n    {}\n}}\n", items.join(",\n    "))
+    } else {
+        format!("{{{}}}\n", items.join(","))
+    }
+}
+
+/// Ceph's XML text escaping (element names are written as they are).
+fn xml_text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if ((c as u32) < 0x20 && c != '\n' && c != '\t') || c == '\x7f' => {
+                o.push_str(&format!("&#x{:02x};", c as u32));
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn xml(pairs: &[(String, String)], pretty: bool) -> String {
+    let (nl, ind) = if pretty { ("\n", " ") } else { ("", "") };
+    let mut s = format!("<metadatas>{nl}");
+    for (k, v) in pairs {
+        s.push_str(&format!("{ind}<{k}>{}</{k}>{nl}", xml_text(v)));
+    }
+    s.push_str("</metadatas>\n");
+    s.push_str(nl);
+    s
+}
