@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cargo-fuzz targets (decode, decode_chunked, merge,
-# integrity_trailer, image_import) and runs each for a short smoke run
-# (FUZZ_SECS, default 20 s) seeded with small real rbd streams and the seeds
-# in fuzz/seeds/. Longer campaigns: SECS=600 fuzz/run.sh.
+# integrity_trailer, image_import, meta_json) and runs each for a short smoke
+# run (FUZZ_SECS, default 20 s) seeded with small real rbd streams and the
+# seeds in fuzz/seeds/. Longer campaigns: SECS=600 fuzz/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -165,18 +165,13 @@ fn reflink(_src: &File, _dst: &File) -> bool {
     false
 }
 
-/// Space-efficient copy of `src` to a new file `dst` (created or truncated):
-/// a reflink if the filesystem offers one, else only the data regions, with
-/// all-zero blocks left as holes. Returns the bytes copied (0 for reflinks).
-pub fn sparse_copy(src: &Path, dst: &Path) -> io::Result<u64> {
-    let mut from = Dev::open_ro(src)?;
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dst)?;
+/// Space-efficient copy of `from` into `out` (a new, empty file opened
+/// read-write, synced before returning): a reflink if the filesystem offers
+/// one, else only the data regions, with all-zero blocks left as holes.
+/// Returns the bytes copied (0 for reflinks).
+pub fn sparse_copy(from: &mut Dev, out: File) -> io::Result<u64> {
     if from.size() > 0 && reflink(from.file(), &out) {
+        out.sync_all()?;
         return Ok(0);
     }
     let mut to = Dev::from_file(out)?;
@@ -202,6 +197,7 @@ pub fn sparse_copy(src: &Path, dst: &Path) -> io::Result<u64> {
         pos = end;
     }
     to.flush()?;
+    to.sync()?;
     Ok(copied)
 }
 

@@ -10,12 +10,16 @@ pub const EIO: i32 = 5;
 pub const EACCES: i32 = 13;
 pub const EBUSY: i32 = 16;
 pub const EEXIST: i32 = 17;
+pub const ENOTDIR: i32 = 20;
 pub const EISDIR: i32 = 21;
 pub const EINVAL: i32 = 22;
+pub const EFBIG: i32 = 27;
 pub const ENOSPC: i32 = 28;
 pub const EDOM: i32 = 33;
 pub const ENOTEMPTY: i32 = 39;
+pub const ELOOP: i32 = 40;
 pub const EBADMSG: i32 = 74;
+pub const EOVERFLOW: i32 = 75;
 pub const EOPNOTSUPP: i32 = 95;
 
 /// The text `strerror` gives for `code` (glibc wording, as rbd prints it).
@@ -27,12 +31,16 @@ pub fn strerror(code: i32) -> &'static str {
         EACCES => "Permission denied",
         EBUSY => "Device or resource busy",
         EEXIST => "File exists",
+        ENOTDIR => "Not a directory",
         EISDIR => "Is a directory",
         EINVAL => "Invalid argument",
+        EFBIG => "File too large",
         ENOSPC => "No space left on device",
         EDOM => "Numerical argument out of domain",
         ENOTEMPTY => "Directory not empty",
+        ELOOP => "Too many levels of symbolic links",
         EBADMSG => "Bad message",
+        EOVERFLOW => "Value too large for defined data type",
         EOPNOTSUPP => "Operation not supported",
         30 => "Read-only file system",
         34 => "Numerical result out of range",
@@ -52,12 +60,20 @@ pub fn errstr(code: i32) -> String {
 /// The errno an I/O error stands for. Mapped by kind, because WASI's raw
 /// errno numbers differ from Linux's.
 pub fn io_errno(e: &io::Error) -> i32 {
+    if let Some(p) = crate::safefs::path_error(e) {
+        return io_errno(&p.source);
+    }
+    if crate::safefs::is_loop(e) {
+        return ELOOP;
+    }
     match e.kind() {
         io::ErrorKind::NotFound => ENOENT,
         io::ErrorKind::AlreadyExists => EEXIST,
         io::ErrorKind::PermissionDenied => EACCES,
         io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => EINVAL,
         io::ErrorKind::IsADirectory => EISDIR,
+        io::ErrorKind::NotADirectory => ENOTDIR,
+        io::ErrorKind::FileTooLarge => EFBIG,
         io::ErrorKind::DirectoryNotEmpty => ENOTEMPTY,
         io::ErrorKind::StorageFull => ENOSPC,
         io::ErrorKind::Unsupported => EOPNOTSUPP,
@@ -116,10 +132,18 @@ impl Fail {
         self.with_detail(format!("rbdiff: {what}: {e}"))
     }
 
-    /// From an I/O error, prefixed by `what`: `<what>: (<errno>) <strerror>`.
+    /// From an I/O error, prefixed by `what`: `<what>: (<errno>) <strerror>`,
+    /// with the path it happened on when the error names one
+    /// (`<what>: <path>: (<errno>) <strerror>`).
     pub fn io(what: &str, e: &io::Error) -> Self {
         let code = io_errno(e);
-        Fail::new(code, format!("{what}: {}", errstr(code)))
+        match crate::safefs::path_error(e) {
+            Some(p) => Fail::new(
+                code,
+                format!("{what}: {}: {}", p.path.display(), errstr(code)),
+            ),
+            None => Fail::new(code, format!("{what}: {}", errstr(code))),
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 //! before reading it, the messages, and the resume journal of `import-diff`.
 
 use crate::errors::{EINVAL, Fail, io_errno};
+use crate::safefs::{self, Dir};
 use crate::store::{hex, unhex};
 use rbdiff::Checkpoint;
 use rbdiff::integrity::{Manifest, TrailerReadError, max_trailer_len, read_tail, read_trailer};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -174,8 +176,9 @@ pub struct Journal {
     pub records: u64,
     pub data_bytes: u64,
     pub zero_bytes: u64,
-    /// Importer state from the diff's header.
-    pub to_snap: Option<String>,
+    /// Importer state from the diff's header (the name's exact bytes).
+    #[serde(with = "rbdiff_cli::meta::opt_bytes_repr", default)]
+    pub to_snap: Option<Vec<u8>>,
     pub protect: bool,
     pub end_size: Option<u64>,
 }
@@ -194,36 +197,90 @@ impl Journal {
             && self.diff_head_xxh3 == id.head
             && self.checkpoint().is_some_and(|c| c.position <= id.size)
     }
+}
 
-    /// Read a journal: `None` if there is none, `Err` if unreadable.
-    pub fn load(path: &Path) -> Option<Result<Journal, String>> {
-        match fs::read(path) {
-            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| e.to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => Some(Err(e.to_string())),
+/// Where a resume journal lives: a name in a directory (the store image's,
+/// or a raw target's), reached without following links, written through an
+/// exclusively created `NAME.tmp` that a failure removes again.
+pub struct JournalFile {
+    dir: Dir,
+    name: OsString,
+    tmp: OsString,
+    path: PathBuf,
+}
+
+/// Most bytes of a journal read (it is a few hundred).
+const MAX_JOURNAL_BYTES: u64 = 1 << 20;
+
+impl JournalFile {
+    fn new(dir: Dir, name: OsString) -> JournalFile {
+        let mut tmp = name.clone();
+        tmp.push(".tmp");
+        let path = dir.join(&name);
+        JournalFile {
+            dir,
+            name,
+            tmp,
+            path,
         }
+    }
+
+    /// The journal of a raw target: `TARGET.rbdiff-resume` beside it.
+    pub fn raw(target: &Path) -> io::Result<JournalFile> {
+        let (dir, mut name) = Dir::parent_of(target)?;
+        name.push(".rbdiff-resume");
+        Ok(JournalFile::new(dir, name))
+    }
+
+    /// The journal of a store image, in its directory.
+    pub fn store(image_dir: &Dir) -> io::Result<JournalFile> {
+        Ok(JournalFile::new(
+            image_dir.try_clone()?,
+            STORE_JOURNAL.into(),
+        ))
+    }
+
+    /// Its path, for messages.
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+
+    /// Read the journal: `None` if there is none, `Err` if unreadable.
+    pub fn load(&self) -> Option<Result<Journal, String>> {
+        let f = match self.dir.open_ro(&self.name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !safefs::is_loop(&e) => return None,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let mut b = Vec::new();
+        if let Err(e) = f.take(MAX_JOURNAL_BYTES).read_to_end(&mut b) {
+            return Some(Err(e.to_string()));
+        }
+        Some(serde_json::from_slice(&b).map_err(|e| e.to_string()))
     }
 
     /// Write atomically: temp file, fsync, rename over the old one.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
+    pub fn save(&self, j: &Journal) -> io::Result<()> {
+        let mut text = serde_json::to_vec_pretty(j).map_err(io::Error::other)?;
+        text.push(b'\n');
+        let r = (|| {
+            let mut f = self.dir.create_temp(&self.tmp)?;
+            f.write_all(&text)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| safefs::named(&self.dir.join(&self.tmp), e))?;
+            self.dir.rename(&self.tmp, &self.name)
+        })();
+        if r.is_err() {
+            let _ = self.dir.remove_if_exists(&self.tmp);
         }
-        fs::rename(&tmp, path)
+        r
     }
-}
 
-/// Journal path of a raw target: `TARGET.rbdiff-resume`.
-pub fn raw_journal(target: &Path) -> PathBuf {
-    let mut p = target.as_os_str().to_owned();
-    p.push(".rbdiff-resume");
-    PathBuf::from(p)
+    /// Remove the journal (and a temporary left beside it).
+    pub fn remove(&self) {
+        let _ = self.dir.remove_if_exists(&self.name);
+        let _ = self.dir.remove_if_exists(&self.tmp);
+    }
 }
 
 /// Journal file name inside a store image's directory.

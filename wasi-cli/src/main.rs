@@ -12,6 +12,7 @@ mod errors;
 mod integ;
 mod objmap;
 mod progress;
+mod safefs;
 mod size;
 mod store;
 

@@ -483,7 +483,7 @@ pub fn point(img: &Image, i: Option<usize>) -> Point {
 /// `name@snap` of point index `i` for messages.
 fn point_name(img_name: &str, img: &Image, i: Option<usize>) -> String {
     match i {
-        Some(i) => format!("{img_name}@{}", img.meta.snapshots[i].name),
+        Some(i) => format!("{img_name}@{}", img.meta.snapshots[i].display_name()),
         None => img_name.to_string(),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Target, open_input};
 use crate::dev::Dev;
-use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
+use crate::errors::{EINVAL, Fail, errstr, io_errno};
 use crate::objmap::{self, MapDev};
 use crate::store::Store;
 use rbdiff::error::ErrorKind;
@@ -307,31 +307,20 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             Target::Store(spec) => {
                 let snap = spec.snap.clone().or(a.snap.clone());
                 let img = store.open(&spec.head())?;
-                let to_path = img.data_path(snap.as_deref())?;
-                let to_idx = snap.as_deref().and_then(|s| img.snap_index(s));
-                let from_idx = match &a.from_snap {
-                    None => None,
-                    Some(f) => {
-                        let Some(fi) = img.snap_index(f) else {
-                            return Err(diff_err(ENOENT).into());
-                        };
-                        if to_idx.is_some_and(|ti| fi > ti) {
-                            return Err(diff_err(EINVAL).into());
+                let ends = img
+                    .endpoints(a.from_snap.as_deref(), snap.as_deref())
+                    .map_err(|f| {
+                        if f.lines.is_empty() {
+                            diff_err(f.code)
+                        } else {
+                            f
                         }
-                        Some(fi)
-                    }
-                };
-                let hint = objmap::diff_hint(&img, &spec.head().to_string(), from_idx, to_idx);
+                    })?;
+                let hint =
+                    objmap::diff_hint(&img, &spec.head().to_string(), ends.from_idx, ends.to_idx);
                 let order = img.meta.order;
-                let open = |p: &std::path::Path| {
-                    let d = Dev::open_ro(p).map_err(|e| diff_err(io_errno(&e)))?;
-                    Ok::<_, Fail>(objmap::hinted(d, hint.clone(), order))
-                };
-                let mut to = open(&to_path)?;
-                let mut from = match from_idx {
-                    Some(fi) => Some(open(&img.snap_path(&img.meta.snapshots[fi]))?),
-                    None => None,
-                };
+                let mut to = objmap::hinted(ends.to, hint.clone(), order);
+                let mut from = ends.from.map(|d| objmap::hinted(d, hint.clone(), order));
                 compute(
                     from.as_mut(),
                     &mut to,

@@ -139,21 +139,16 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         return Err(Fail::new(EINVAL, "rbdiff: --integrity needs --export-format 2").into());
     }
     if a.export_format == "1" {
-        let (path, hint) = match &target {
-            Target::Raw(p) => (p.clone(), None),
+        let mut src = match &target {
+            Target::Raw(p) => objmap::plain(Dev::open_ro(p).map_err(|e| err(io_errno(&e)))?),
             Target::Store(spec) => {
                 let img = store.open(&spec.head())?;
                 let snap = spec.snap.as_deref().or(a.snap.as_deref());
-                let path = img.data_path(snap)?;
-                let idx = snap.and_then(|s| img.snap_index(s));
+                let dev = img.open_data(snap)?;
+                let idx = snap.and_then(|s| img.lookup(s));
                 let hint = objmap::diff_hint(&img, &spec.head().to_string(), None, idx);
-                (path, hint.map(|h| (h, img.meta.order)))
+                objmap::hinted(dev, hint, img.meta.order)
             }
-        };
-        let dev = Dev::open_ro(&path).map_err(|e| err(io_errno(&e)))?;
-        let mut src = match hint {
-            Some((h, order)) => objmap::hinted(dev, Some(h), order),
-            None => objmap::plain(dev),
         };
         let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
         match export_raw(&mut src, &mut out, &mut prog).and_then(|()| out.commit()) {
@@ -172,7 +167,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     };
     let img = store.open(&spec.head())?;
     if let Some(s) = spec.snap.as_deref().or(a.snap.as_deref()) {
-        img.data_path(Some(s))?;
+        img.check_snap(Some(s))?;
     }
     let m = &img.meta;
     let meta: Vec<(&[u8], &[u8])> = m
@@ -214,38 +209,37 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         };
         let name = spec.head().to_string();
         let order = m.order;
-        let open = |p: &std::path::Path, from: Option<usize>, to: Option<usize>| {
-            let dev = Dev::open_ro(p)?;
+        let hinted = |dev: std::io::Result<Dev>, from: Option<usize>, to: Option<usize>| {
             Ok(objmap::hinted(
-                dev,
+                dev?,
                 objmap::diff_hint(&img, &name, from, to),
                 order,
             ))
         };
-        let mut prev: Option<(&str, MapDev)> = None;
+        let mut prev: Option<(&[u8], MapDev)> = None;
         for (i, s) in m.snapshots.iter().enumerate() {
             let mut to =
-                open(&img.snap_path(s), i.checked_sub(1), Some(i)).map_err(ExportError::Read)?;
+                hinted(img.open_snap(s), i.checked_sub(1), Some(i)).map_err(ExportError::Read)?;
             if let Some((_, p)) = prev.as_mut() {
                 p.set_hint(to.hint().cloned());
             }
             let h = DiffHeader {
-                from: prev.as_ref().map(|(n, _)| n.as_bytes()),
-                to: Some(s.name.as_bytes()),
+                from: prev.as_ref().map(|(n, _)| *n),
+                to: Some(s.name.as_slice()),
                 protected: Some(s.protected),
                 size: None,
             };
             one(&mut enc, prev.as_mut().map(|(_, d)| d), &mut to, &h)?;
             prog.update(i as u64 + 1, n);
-            prev = Some((s.name.as_str(), to));
+            prev = Some((s.name.as_slice(), to));
         }
         let last = m.snapshots.len().checked_sub(1);
-        let mut head = open(&img.head_path(), last, None).map_err(ExportError::Read)?;
+        let mut head = hinted(img.open_head_ro(), last, None).map_err(ExportError::Read)?;
         if let Some((_, p)) = prev.as_mut() {
             p.set_hint(head.hint().cloned());
         }
         let h = DiffHeader {
-            from: prev.as_ref().map(|(n, _)| n.as_bytes()),
+            from: prev.as_ref().map(|(n, _)| *n),
             to: None,
             protected: None,
             size: None,

@@ -2,7 +2,7 @@
 
 use super::{Output, Target};
 use crate::dev::Dev;
-use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
+use crate::errors::{EINVAL, Fail, errstr, io_errno};
 use crate::objmap::{self, MapDev};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
@@ -134,20 +134,23 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         return cluster(&spec, &a, format, &out_path);
     }
     let target = Target::parse(&source)?;
-    // Resolve the two endpoints to files, the names and the object size.
-    let (from_path, to_path, from_name, to_name, protected, object_size, hint) = match &target {
-        Target::Raw(p) => {
-            let from = a.from_image.as_ref().map(std::path::PathBuf::from);
-            (
-                from,
-                p.clone(),
-                a.from_snap.clone(),
-                a.snap.clone(),
-                None,
-                a.object_size.unwrap_or(4 << 20),
-                None,
-            )
-        }
+    // Resolve the two endpoints, their names, the object size and the
+    // object-map hint.
+    let with_code = |f: Fail| if f.lines.is_empty() { err(f.code) } else { f };
+    let open = |p: &std::path::Path| Dev::open_ro(p).map_err(|e| err(io_errno(&e)));
+    let (from, to, from_name, to_name, protected, object_size, hint) = match &target {
+        Target::Raw(p) => (
+            a.from_image
+                .as_ref()
+                .map(|f| open(std::path::Path::new(f)))
+                .transpose()?,
+            open(p)?,
+            a.from_snap.clone().map(String::into_bytes),
+            a.snap.clone().map(String::into_bytes),
+            None,
+            a.object_size.unwrap_or(4 << 20),
+            None,
+        ),
         Target::Store(spec) => {
             if a.from_image.is_some() {
                 return Err(Fail::new(EINVAL, "rbd: --from-image is for raw files only").into());
@@ -159,54 +162,39 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 (s, o) => s.clone().or(o.clone()),
             };
             let img = store.open(&spec.head())?;
-            let to_path = img.data_path(snap.as_deref())?;
-            let to_idx = snap.as_deref().and_then(|s| img.snap_index(s));
-            let from_idx = match &a.from_snap {
-                None => None,
-                Some(f) => {
-                    let Some(fi) = img.snap_index(f) else {
-                        return Err(err(ENOENT).into());
-                    };
-                    if to_idx.is_some_and(|ti| fi > ti) {
-                        return Err(err(EINVAL).into());
-                    }
-                    Some(fi)
-                }
-            };
-            let from_path = from_idx.map(|fi| img.snap_path(&img.meta.snapshots[fi]));
-            let hint = objmap::diff_hint(&img, &spec.head().to_string(), from_idx, to_idx)
-                .map(|h| (h, img.meta.order));
-            let protected = match (format, snap.as_deref()) {
-                (Format::DiffV2, Some(s)) => img.snap(s).map(|s| s.protected),
+            let ends = img
+                .endpoints(a.from_snap.as_deref(), snap.as_deref())
+                .map_err(with_code)?;
+            let hint =
+                objmap::diff_hint(&img, &spec.head().to_string(), ends.from_idx, ends.to_idx)
+                    .map(|h| (h, img.meta.order));
+            let protected = match format {
+                Format::DiffV2 => ends.to_protected,
                 _ => None,
             };
             (
-                from_path,
-                to_path,
-                a.from_snap.clone(),
-                snap,
+                ends.from,
+                ends.to,
+                ends.from_name,
+                ends.to_name,
                 protected,
                 img.meta.object_size(),
                 hint,
             )
         }
     };
-    let open = |p: &std::path::Path| {
-        let dev = Dev::open_ro(p).map_err(|e| err(io_errno(&e)))?;
-        Ok::<_, Fail>(match &hint {
+    let wrap = |dev: Dev| -> MapDev {
+        match &hint {
             Some((h, order)) => objmap::hinted(dev, Some(h.clone()), *order),
             None => objmap::plain(dev),
-        })
+        }
     };
-    let mut to = open(&to_path)?;
-    let mut from = match &from_path {
-        Some(p) => Some(open(p)?),
-        None => None,
-    };
+    let mut to = wrap(to);
+    let mut from = from.map(wrap);
     let mut prog = Progress::new("Exporting image", a.progress);
     let header = DiffHeader {
-        from: from_name.as_deref().map(str::as_bytes),
-        to: to_name.as_deref().map(str::as_bytes),
+        from: from_name.as_deref(),
+        to: to_name.as_deref(),
         protected,
         size: None,
     };

@@ -6,7 +6,7 @@ use crate::errors::{EBADMSG, EEXIST, EINVAL, EIO, ENOENT, ENOSPC, Fail, errstr, 
 use crate::integ::{self, Journal};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
-use crate::store::{Image, Store, check_name};
+use crate::store::{Image, Store};
 use rbdiff::encode::IoSink;
 use rbdiff::error::{ErrorKind, Expected};
 use rbdiff::image::{Applier, ApplyError, UndoRecorder};
@@ -152,13 +152,13 @@ pub struct Importer<'a> {
     pub dest: Dest<'a>,
     sparse: u64,
     applier: Applier,
-    /// The diff's TO snapshot and protection (from its header).
-    pub to_snap: Option<String>,
+    /// The diff's TO snapshot (its exact bytes) and protection (from its header).
+    pub to_snap: Option<Vec<u8>>,
     pub protect: bool,
     /// Keep the end snapshot for [`Importer::create_pending_snap`] (taken
     /// only once the import is verified) instead of creating it at `e`.
     pub defer_snap: bool,
-    pending_snap: Option<(String, bool)>,
+    pending_snap: Option<(Vec<u8>, bool)>,
     /// Diffs completed.
     pub diffs_done: u64,
     /// Size set by the last `s` record.
@@ -199,7 +199,7 @@ impl<'a> Importer<'a> {
     }
 
     /// The end snapshot still to create and its protection (for a journal).
-    pub fn snap_state(&self) -> (Option<String>, bool) {
+    pub fn snap_state(&self) -> (Option<Vec<u8>>, bool) {
         match &self.pending_snap {
             Some((n, p)) => (Some(n.clone()), *p),
             None => (self.to_snap.clone(), self.protect),
@@ -235,29 +235,31 @@ impl<'a> Importer<'a> {
                 self.protect = false;
             }
             Event::FromSnap(name) => {
-                if let Dest::Store { img, .. } = &self.dest {
-                    let n = show(name);
-                    if img.snap(&n).is_none() {
-                        return Err(Fail::new(
-                            EINVAL,
-                            format!("start snapshot '{n}' does not exist in the image, aborting"),
-                        ));
-                    }
+                if let Dest::Store { img, .. } = &self.dest
+                    && img.snap(name).is_none()
+                {
+                    return Err(Fail::new(
+                        EINVAL,
+                        format!(
+                            "start snapshot '{}' does not exist in the image, aborting",
+                            show(name)
+                        ),
+                    ));
                 }
             }
             Event::ToSnap(name) => {
-                let n = show(name);
                 if let Dest::Store { img, .. } = &self.dest {
-                    if img.snap(&n).is_some() {
+                    if img.snap(name).is_some() {
                         return Err(Fail::new(
                             EEXIST,
-                            format!("end snapshot '{n}' already exists, aborting"),
+                            format!("end snapshot '{}' already exists, aborting", show(name)),
                         ));
                     }
-                    check_name("snapshot", &n)
-                        .map_err(|m| Fail::new(EINVAL, format!("rbd: {m}")))?;
+                    // Before any data is written: a name the store cannot
+                    // keep, or no snapshot id left.
+                    img.check_new_snap(name)?;
                 }
-                self.to_snap = Some(n);
+                self.to_snap = Some(name.to_vec());
             }
             Event::Protection(p) => self.protect = p != 0,
             Event::Unknown { tag, .. } => {
@@ -332,9 +334,10 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     }
     let target = Target::parse(&image)?;
     let mut img_holder;
+    let journal_fail = |e: std::io::Error| Fail::io("rbd: import-diff failed: resume journal", &e);
     let (dest, journal_path) = match &target {
-        Target::Raw(p) => (
-            Dest::Raw(Dev::open_rw(p).map_err(|e| {
+        Target::Raw(p) => {
+            let dev = Dev::open_rw(p).map_err(|e| {
                 Fail::new(
                     io_errno(&e),
                     format!(
@@ -343,12 +346,27 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                         errstr(io_errno(&e))
                     ),
                 )
-            })?),
-            integ::raw_journal(p),
-        ),
+            })?;
+            // One writer at a time (readers are not blocked).
+            match crate::safefs::try_lock(dev.file()) {
+                Ok(()) => {}
+                Err(crate::safefs::LockError::Busy(who)) => {
+                    return Err(crate::store::busy(&p.display().to_string(), who).into());
+                }
+                Err(crate::safefs::LockError::Io(e)) => {
+                    return Err(
+                        Fail::io(&format!("rbd: error opening image {}", p.display()), &e).into(),
+                    );
+                }
+            }
+            (
+                Dest::Raw(dev),
+                integ::JournalFile::raw(p).map_err(journal_fail)?,
+            )
+        }
         Target::Store(spec) => {
             no_snap(spec, "import-diff")?;
-            img_holder = store.open(spec)?;
+            img_holder = store.open_rw(spec)?;
             let dev = img_holder.open_head().map_err(|e| {
                 Fail::new(
                     io_errno(&e),
@@ -359,7 +377,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                     ),
                 )
             })?;
-            let j = img_holder.dir().join(integ::STORE_JOURNAL);
+            let j = integ::JournalFile::store(img_holder.handle()).map_err(journal_fail)?;
             (
                 Dest::Store {
                     img: &mut img_holder,
@@ -396,10 +414,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let journal = match (
-        &ident,
-        ident.as_ref().and_then(|_| Journal::load(&journal_path)),
-    ) {
+    let journal = match (&ident, ident.as_ref().and_then(|_| journal_path.load())) {
         (_, None) => None,
         (Some(id), Some(Ok(j))) if j.matches(id) => Some(j),
         (_, Some(Ok(j))) => {
@@ -500,10 +515,10 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                 && img.snap(t).is_some()
             {
                 // The interrupted run completed: as rbd on a re-run.
-                let _ = std::fs::remove_file(&journal_path);
+                journal_path.remove();
                 return Err(fin(Fail::new(
                     EEXIST,
-                    format!("end snapshot '{t}' already exists, aborting"),
+                    format!("end snapshot '{}' already exists, aborting", show(t)),
                 )));
             }
             let mut f = File::open(&path).map_err(open_err)?;
@@ -682,7 +697,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                             protect,
                             end_size: imp.end_size,
                         };
-                        j.save(&journal_path).map_err(|e| {
+                        journal_path.save(&j).map_err(|e| {
                             Fail::new(
                                 io_errno(&e),
                                 format!(
@@ -743,7 +758,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         // A journal only helps after an interruption or an I/O failure; a
         // stream rbd (or the integrity check) refuses would fail again.
         if !matches!(f.code, EIO | ENOSPC) {
-            let _ = std::fs::remove_file(&journal_path);
+            journal_path.remove();
         }
         if let Some(u) = undo.take() {
             // Put back what was changed, from the undo data recorded so far.
@@ -783,7 +798,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         match v.finish() {
             Err(f) => {
                 prog.finish(false);
-                let _ = std::fs::remove_file(&journal_path);
+                journal_path.remove();
                 return Err(fin(stream_fault(&path, &f)));
             }
             Ok(Some(m)) => {
@@ -812,7 +827,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         }
     {
         prog.finish(false);
-        let _ = std::fs::remove_file(&journal_path);
+        journal_path.remove();
         return Err(fin(Fail::new(
             EBADMSG,
             format!("rbdiff: import-diff: the imported image does not match {path}: {e}"),
@@ -833,7 +848,7 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         prog.finish(false);
         return Err(fin(f));
     }
-    let _ = std::fs::remove_file(&journal_path);
+    journal_path.remove();
     prog.finish(true);
     Ok(())
 }

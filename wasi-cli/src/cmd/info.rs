@@ -27,10 +27,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let img = store.open(&spec.head())?;
     let m = &img.meta;
     let size = match &spec.snap {
-        Some(s) => {
-            img.data_path(Some(s))?;
-            img.snap(s).map_or(0, |s| s.size)
-        }
+        Some(s) => img.check_snap(Some(s))?.map_or(0, |s| s.size),
         None => img.head_size()?,
     };
     let objs = size.div_ceil(m.object_size());
@@ -47,9 +44,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let snaps: Vec<_> = m
         .snapshots
         .iter()
-        .map(|s| json!({"id": s.id, "name": s.name, "size": s.size, "protected": s.protected.to_string()}))
+        .map(|s| json!({"id": s.id, "name": s.display_name(), "size": s.size, "protected": s.protected.to_string()}))
         .collect();
-    let idx = spec.snap.as_deref().and_then(|s| img.snap_index(s));
+    let idx = spec.snap.as_deref().and_then(|s| img.lookup(s));
     let flags = crate::objmap::info_flags(img.dir(), crate::objmap::point(&img, idx), m.features);
     if a.format == "json" {
         let mut v = json!({
@@ -70,7 +67,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         });
         if let Some(s) = &spec.snap {
             v["snapshot"] = json!(s);
-            v["protected"] = json!(img.snap(s).is_some_and(|x| x.protected).to_string());
+            v["protected"] = json!(img.find(s).is_some_and(|x| x.protected).to_string());
         }
         let text = if a.pretty_format {
             serde_json::to_string_pretty(&v)?
@@ -90,7 +87,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     println!("\tstripe unit: {}", m.stripe_unit);
     println!("\tstripe count: {}", m.stripe_count);
     if let Some(s) = &spec.snap {
-        println!("\tprotected: {}", img.snap(s).is_some_and(|x| x.protected));
+        println!("\tprotected: {}", img.find(s).is_some_and(|x| x.protected));
     }
     for (k, v) in &m.meta {
         println!(

@@ -33,7 +33,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             let mut v = Vec::new();
             for n in &names {
                 let img = store.open(&crate::store::Spec::parse(&format!("{}/{n}", a.pool))?)?;
-                v.push(serde_json::json!({"image": n, "size": img.meta.size, "snapshots": img.meta.snapshots.iter().map(|s| &s.name).collect::<Vec<_>>()}));
+                v.push(serde_json::json!({"image": n, "size": img.meta.size, "snapshots": img.meta.snapshots.iter().map(|s| s.display_name()).collect::<Vec<_>>()}));
             }
             println!("{}", serde_json::to_string(&v)?);
         } else {
@@ -48,7 +48,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             for s in &img.meta.snapshots {
                 println!(
                     "{n}@{}\t{}{}",
-                    s.name,
+                    s.display_name(),
                     s.size,
                     if s.protected { "\tyes" } else { "" }
                 );

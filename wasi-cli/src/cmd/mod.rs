@@ -168,7 +168,9 @@ impl Target {
 pub fn open_image_ro(store: &Store, arg: &str) -> Result<crate::dev::Dev, Fail> {
     let path = match Target::parse(arg)? {
         Target::Raw(p) => p,
-        Target::Store(spec) => store.open(&spec.head())?.data_path(spec.snap.as_deref())?,
+        Target::Store(spec) => {
+            return store.open(&spec.head())?.open_data(spec.snap.as_deref());
+        }
     };
     crate::dev::Dev::open_ro(&path).map_err(|e| {
         Fail::new(

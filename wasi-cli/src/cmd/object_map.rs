@@ -41,12 +41,21 @@ pub enum ObjectMapCmd {
     },
 }
 
-fn open(store: &Store, s: &str) -> Result<(Spec, crate::store::Image, Option<usize>), Fail> {
+/// Open the image of `s` (locked when `write`: a rebuild writes its maps).
+fn open(
+    store: &Store,
+    s: &str,
+    write: bool,
+) -> Result<(Spec, crate::store::Image, Option<usize>), Fail> {
     let spec = Spec::parse(s)?;
-    let img = store.open(&spec.head())?;
+    let img = if write {
+        store.open_rw(&spec.head())?
+    } else {
+        store.open(&spec.head())?
+    };
     let idx = match &spec.snap {
         None => None,
-        Some(n) => Some(img.snap_index(n).ok_or_else(|| {
+        Some(n) => Some(img.lookup(n).ok_or_else(|| {
             Fail::new(
                 ENOENT,
                 format!("rbd: error setting snapshot context: {}", errstr(ENOENT)),
@@ -59,7 +68,7 @@ fn open(store: &Store, s: &str) -> Result<(Spec, crate::store::Image, Option<usi
 pub fn run(store: &Store, c: ObjectMapCmd) -> anyhow::Result<()> {
     match c {
         ObjectMapCmd::Rebuild { spec, .. } => {
-            let (_, img, idx) = open(store, &spec)?;
+            let (_, img, idx) = open(store, &spec, true)?;
             objmap::rebuild(&img, idx)?;
             Ok(())
         }
@@ -68,7 +77,7 @@ pub fn run(store: &Store, c: ObjectMapCmd) -> anyhow::Result<()> {
 }
 
 fn check(store: &Store, s: &str, format: &str) -> anyhow::Result<()> {
-    let (spec, img, idx) = open(store, s)?;
+    let (spec, img, idx) = open(store, s, false)?;
     let res = objmap::check_at(&img, idx)?;
     let map = objmap::states(&img, idx);
     let (valid, reason) = match &res {

@@ -28,8 +28,8 @@ pub struct Args {
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let spec = Spec::parse(&a.image)?;
     super::no_snap(&spec, "resize")?;
-    let mut img = store.open(&spec)?;
-    let cur = img.head_size()?;
+    let mut img = store.open_rw(&spec)?;
+    let cur = img.meta.size;
     if a.size < cur && !a.allow_shrink {
         return Err(Fail::new(
             EINVAL,

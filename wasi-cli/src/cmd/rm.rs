@@ -21,7 +21,7 @@ pub struct Args {
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let spec = Spec::parse(&a.image)?;
     super::no_snap(&spec, "remove")?;
-    let img = store.open(&spec)?;
+    let img = store.open_rw(&spec)?;
     if !img.meta.snapshots.is_empty() {
         return Err(Fail::new(
             ENOTEMPTY,

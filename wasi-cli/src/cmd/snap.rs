@@ -78,7 +78,7 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
     match c {
         SnapCmd::Create { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
-            store.open(&spec)?.snap_create(&name, false)?;
+            store.open_rw(&spec)?.snap_create(name.as_bytes(), false)?;
         }
         SnapCmd::Ls { image, format } => {
             let spec = Spec::parse(&image)?;
@@ -88,7 +88,7 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
                     .meta
                     .snapshots
                     .iter()
-                    .map(|s| serde_json::json!({"id": s.id, "name": s.name, "size": s.size, "protected": s.protected.to_string()}))
+                    .map(|s| serde_json::json!({"id": s.id, "name": s.display_name(), "size": s.size, "protected": s.protected.to_string()}))
                     .collect();
                 println!("{}", serde_json::to_string(&v)?);
             } else if !img.meta.snapshots.is_empty() {
@@ -99,7 +99,7 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
                     .map(|s| {
                         [
                             s.id.to_string(),
-                            s.name.clone(),
+                            s.display_name(),
                             s.size.to_string(),
                             if s.protected {
                                 "yes".into()
@@ -135,19 +135,19 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
         }
         SnapCmd::Rm { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
-            store.open(&spec)?.snap_remove(&name)?;
+            store.open_rw(&spec)?.snap_remove(&name)?;
         }
         SnapCmd::Protect { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
-            store.open(&spec)?.snap_set_protected(&name, true)?;
+            store.open_rw(&spec)?.snap_set_protected(&name, true)?;
         }
         SnapCmd::Unprotect { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
-            store.open(&spec)?.snap_set_protected(&name, false)?;
+            store.open_rw(&spec)?.snap_set_protected(&name, false)?;
         }
         SnapCmd::Rollback { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
-            store.open(&spec)?.snap_rollback(&name)?;
+            store.open_rw(&spec)?.snap_rollback(&name)?;
         }
     }
     Ok(())

@@ -180,7 +180,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         let spec = Spec::parse(img)?;
         let image = store.open(&spec.head())?;
         if let Some(f) = &first.from
-            && image.snap(f).is_none()
+            && image.find(f).is_none()
         {
             problems.push(format!(
                 "start snapshot '{f}' does not exist in image {}",
@@ -189,7 +189,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
             code = EINVAL;
         }
         if let Some(t) = &last.to
-            && image.snap(t).is_some()
+            && image.find(t).is_some()
         {
             problems.push(format!(
                 "end snapshot '{t}' already exists in image {}",
