@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the browser viewer (wasm + bindings into web/pkg) and serve the repo
-# root on localhost. Nothing is uploaded anywhere: the page reads dropped
-# files in a Web Worker.
+# Build the browser viewer (the npm package `rbdiff` into web/pkg, with
+# wasm-pack: scripts/build-web.sh) and serve the repo root on localhost.
+# Nothing is uploaded anywhere: the page reads dropped files in a Web Worker.
 #
 #   scripts/serve.sh              build, then serve on http://127.0.0.1:8000/
 #   scripts/serve.sh 9000         another port
@@ -25,21 +25,11 @@ for a in "$@"; do
 done
 
 if [ "$build" = 1 ]; then
-  want="wasm-bindgen $(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' web/Cargo.toml)"
-  have="$(wasm-bindgen --version 2>/dev/null || true)"
-  if [ "$have" != "$want" ]; then
-    echo "serve.sh: need $want on PATH (have: ${have:-none}); run scripts/setup.sh web" >&2
-    exit 1
-  fi
-  echo "serve.sh: building rbdiff-web for wasm32-unknown-unknown" >&2
-  cargo build --release -q -p rbdiff-web --target wasm32-unknown-unknown
-  wasm-bindgen --target web --out-dir web/pkg \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/rbdiff_web.wasm"
-  echo "serve.sh: web/pkg ready ($(du -k web/pkg/rbdiff_web_bg.wasm | cut -f1) KiB wasm)" >&2
+  bash scripts/build-web.sh
 fi
 
 if [ "$serve" = 1 ]; then
-  [ -f web/pkg/rbdiff_web.js ] || { echo "serve.sh: web/pkg missing; run without --no-build" >&2; exit 1; }
+  [ -f web/pkg/index.js ] || { echo "serve.sh: web/pkg missing; run without --no-build" >&2; exit 1; }
   echo "rbdiff viewer: http://127.0.0.1:$port/index.html   (Ctrl-C to stop)"
   exec python3 -m http.server "$port" --bind 127.0.0.1 --directory .
 fi

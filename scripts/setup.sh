@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 WB_VER=0.2.130          # must equal the wasm-bindgen crate pinned in web/Cargo.toml
+WASM_PACK_VER=0.15.1   # builds the npm package (scripts/build-web.sh); needs the wasm-bindgen above
 PY_WASMTIME=50.0.1      # PyPI wasmtime: the same engine as the wasmtime CLI, 9 s to install
 want="${1:-all}"        # all (tests) | rust (CLI) | web (CLI + viewer: the demo)
 
@@ -40,6 +41,12 @@ fi
 # Ceph (mon, osd, the rbd CLI, librbd-dev, python3-rbd): the 'librbd'
 # feature and the cluster tests (scripts/test-cluster.sh).
 bash scripts/ceph-cluster.sh install
+
+if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VER" ]; then
+  log "cargo install wasm-pack $WASM_PACK_VER (a few minutes, once)"
+  cargo install -q --locked wasm-pack --version "$WASM_PACK_VER" ||
+    cargo install -q wasm-pack --version "$WASM_PACK_VER"
+fi
 
 if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "0.13.2" ]; then
   log "cargo install cargo-fuzz 0.13.2 (a minute or two, once)"

@@ -4,13 +4,16 @@
 //! [`Session`] (a push decoder plus an [`Inspector`] plus a compact record
 //! store for the viewer's table and coverage map) and [`chain::plan`]
 //! (ordering dropped diffs into a chain). The `wasm` module (wasm32 only)
-//! wraps them with wasm-bindgen and adds the Worker-side I/O: reading a
-//! `Blob` with `FileReaderSync` for the merge.
+//! wraps them with wasm-bindgen for the viewer; `package` (wasm32 only) adds
+//! the npm package's `Decoder` and `Merger` (its JS side is `web/npm/`,
+//! built into `web/pkg` by `scripts/build-web.sh` with wasm-pack).
 //!
 //! Every format decision comes from the `rbdiff` crate; this crate converts
 //! types and keeps tables, nothing else.
 
 pub mod chain;
+#[cfg(target_arch = "wasm32")]
+mod package;
 pub mod session;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -1,15 +1,14 @@
-//! wasm-bindgen surface used by `web/worker.js`.
+//! wasm-bindgen surface of the viewer (`web/worker.js`): the table-keeping
+//! inspection session and the chain planner. The npm package's own classes
+//! are in `package.rs`; merges go through its `Merger`.
 //!
 //! Numbers cross as `f64` (exact below 2^53, far beyond any real image);
 //! summaries cross as JSON text so that 64-bit values never fail to convert.
 
 use crate::chain::{self, Entry};
 use crate::session::{Policy, Session, SessionOptions};
-use js_sys::{Array, Float32Array, Float64Array, Function, Uint8Array};
-use rbdiff::merge::{MergeOptions, merge_streams};
-use std::io::{self, Read, Write};
+use js_sys::{Float32Array, Float64Array};
 use wasm_bindgen::prelude::*;
-use web_sys::{Blob, FileReaderSync};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -139,111 +138,4 @@ pub fn plan_chain(entries: &str) -> Result<String, JsError> {
     let entries: Vec<Entry> =
         serde_json::from_str(entries).map_err(|e| JsError::new(&format!("bad entries: {e}")))?;
     Ok(serde_json::to_string(&chain::plan(&entries)).unwrap_or_default())
-}
-
-fn js_io(e: JsValue) -> io::Error {
-    io::Error::other(
-        e.as_string()
-            .or_else(|| {
-                e.dyn_ref::<js_sys::Error>()
-                    .map(|e| String::from(e.message()))
-            })
-            .unwrap_or_else(|| "blob read failed".into()),
-    )
-}
-
-/// `Read` over a `Blob`, with synchronous slice reads (Worker only).
-struct BlobReader {
-    blob: Blob,
-    reader: FileReaderSync,
-    pos: f64,
-    size: f64,
-}
-
-impl Read for BlobReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || self.pos >= self.size {
-            return Ok(0);
-        }
-        let want = (buf.len() as f64).min(self.size - self.pos);
-        let slice = self
-            .blob
-            .slice_with_f64_and_f64(self.pos, self.pos + want)
-            .map_err(js_io)?;
-        let ab = self.reader.read_as_array_buffer(&slice).map_err(js_io)?;
-        let arr = Uint8Array::new(&ab);
-        let n = usize::try_from(arr.length()).unwrap_or(0).min(buf.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        arr.subarray(0, u32::try_from(n).unwrap_or(u32::MAX))
-            .copy_to(&mut buf[..n]);
-        self.pos += n as f64;
-        Ok(n)
-    }
-}
-
-/// `Write` that hands every buffer to a JS callback as a fresh `Uint8Array`.
-struct JsChunks<'a> {
-    on_chunk: &'a Function,
-}
-
-impl Write for JsChunks<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !buf.is_empty() {
-            self.on_chunk
-                .call1(&JsValue::NULL, &Uint8Array::from(buf))
-                .map_err(js_io)?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Merges the diffs in `blobs` (chain order) into one v1 diff, as `rbd
-/// merge-diff` would. Output goes to `on_chunk(Uint8Array)` in pieces;
-/// `on_progress(bytes_read)` is called now and then. Returns stats as JSON
-/// `{records, bytes_written, size}`. Worker only (synchronous reads).
-#[wasm_bindgen(js_name = mergeBlobs)]
-pub fn merge_blobs(
-    blobs: Array,
-    on_chunk: &Function,
-    on_progress: &Function,
-) -> Result<String, JsError> {
-    let reader =
-        FileReaderSync::new().map_err(|_| JsError::new("FileReaderSync needs a Worker"))?;
-    let mut inputs = Vec::new();
-    for b in blobs.iter() {
-        let blob: Blob = b
-            .dyn_into()
-            .map_err(|_| JsError::new("mergeBlobs: expected Blob/File objects"))?;
-        let size = blob.size();
-        inputs.push(BlobReader {
-            blob,
-            reader: reader.clone(),
-            pos: 0.0,
-            size,
-        });
-    }
-    let mut last = 0u64;
-    let mut progress = |n: u64| {
-        if n >= last + (8 << 20) {
-            last = n;
-            let _ = on_progress.call1(&JsValue::NULL, &JsValue::from_f64(n as f64));
-        }
-    };
-    let stats = merge_streams(
-        &mut inputs,
-        JsChunks { on_chunk },
-        &MergeOptions::default(),
-        &mut progress,
-    )
-    .map_err(|e| JsError::new(&e.to_string()))?;
-    Ok(format!(
-        "{{\"records\":{},\"bytes_written\":{},\"size\":{}}}",
-        stats.records, stats.bytes_written, stats.size
-    ))
 }
