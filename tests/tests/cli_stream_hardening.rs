@@ -387,6 +387,36 @@ fn import_diff_errors_give_the_stream_offset(c: &Cli) {
             assert_eq!(lines(&compat), l[..2], "{file} via {input} --rbd-compat");
         }
     }
+    // A record past the image size: rbd's one line, then where it is.
+    let mut beyond = b"rbd diff v1\n".to_vec();
+    beyond.extend_from_slice(b"t\x01\x00\x00\x00b");
+    beyond.push(b's');
+    beyond.extend_from_slice(&(1u64 << 20).to_le_bytes());
+    beyond.push(b'w');
+    beyond.extend_from_slice(&(2u64 << 20).to_le_bytes());
+    beyond.extend_from_slice(&4u64.to_le_bytes());
+    beyond.extend_from_slice(b"abcde");
+    c.write("beyond.diff", &beyond);
+    let o = c.run(&["import-diff", "--no-progress", "beyond.diff", "dst"]);
+    assert_eq!(o.code, 22, "{}", o.stderr);
+    assert_eq!(
+        lines(&o),
+        [
+            "rbd: import-diff failed: (22) Invalid argument",
+            "rbdiff: beyond.diff: record at 2097152 (+4) lies past the image size 1048576 at stream offset 27"
+        ]
+    );
+    let compat = c.run(&[
+        "import-diff",
+        "--no-progress",
+        "--rbd-compat",
+        "beyond.diff",
+        "dst",
+    ]);
+    assert_eq!(
+        lines(&compat),
+        ["rbd: import-diff failed: (22) Invalid argument"]
+    );
     assert!(cli_common::snaps(c, "dst").is_empty());
 }
 

@@ -613,10 +613,27 @@ fn cli_big_merges(c: &cli_common::Cli) {
             assert!(!c.path("o.diff").exists(), "{t}: output left behind");
             args[2 + k] = "-";
             let from_stdin = run(&args, Some(&t));
+            // The same, but for the input's name in rbdiff's stream-offset line.
             assert_eq!(
                 (from_stdin.code, &from_stdin.stderr),
-                (from_file.code, &from_file.stderr),
+                (
+                    from_file.code,
+                    &from_file
+                        .stderr
+                        .replace(&format!(" diff {t}: "), " diff -: ")
+                ),
                 "{t} {env:?}"
+            );
+            // rbd's lines, then rbdiff's with the stream offset (issue 14).
+            let (rbd_lines, ours) = from_file
+                .stderr
+                .trim_end()
+                .rsplit_once('\n')
+                .expect("two or more lines");
+            assert!(
+                ours.starts_with(&format!("rbdiff: {} diff {t}: ", ["first", "second"][k]))
+                    && ours.contains(" at stream offset "),
+                "{t} {env:?}: {ours}"
             );
             let rbd_compat = run(
                 &[
@@ -630,8 +647,8 @@ fn cli_big_merges(c: &cli_common::Cli) {
                 None,
             );
             assert_eq!(
-                (rbd_compat.code, &rbd_compat.stderr),
-                (from_file.code, &from_file.stderr),
+                (rbd_compat.code, rbd_compat.stderr.trim_end()),
+                (from_file.code, rbd_lines),
                 "{t} {env:?} --rbd-compat"
             );
         }

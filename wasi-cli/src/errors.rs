@@ -132,6 +132,14 @@ impl Fail {
         self.with_detail(format!("rbdiff: {what}: {e}"))
     }
 
+    /// The detail line saying where in stream `what` the failure happened:
+    /// `rbdiff: <what>: <detail so far, or "failed"> at stream offset <n>`.
+    pub fn at_offset(self, what: &str, offset: u64) -> Self {
+        let d = self.detail.as_deref().unwrap_or("failed");
+        let line = format!("rbdiff: {what}: {d} at stream offset {offset}");
+        self.with_detail(line)
+    }
+
     /// From an I/O error, prefixed by `what`: `<what>: (<errno>) <strerror>`,
     /// with the path it happened on when the error names one
     /// (`<what>: <path>: (<errno>) <strerror>`).

@@ -184,7 +184,8 @@ impl<'a> Importer<'a> {
         let dev = self.dest.dev();
         self.applier.event(dev, ev).map_err(|e| match e {
             ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
-            ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
+            // Completed with the stream offset by `Fail::at_offset`.
+            e @ ApplyError::BeyondSize { .. } => Fail::bare(EINVAL).with_detail(e.to_string()),
         })
     }
 
@@ -626,7 +627,15 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
                         rb.advance(all, imp.pending_zero_start(), true);
                     }
                     if !(verify && ours) {
-                        imp.event(&ev)?;
+                        imp.event(&ev).map_err(|f| match ev {
+                            // Where in the stream the record that failed to apply is.
+                            Event::Size(_)
+                            | Event::Write { .. }
+                            | Event::Zero { .. }
+                            | Event::Data { .. }
+                            | Event::DiffEnd => f.at_offset(&path, off),
+                            _ => f,
+                        })?;
                     }
                     if let (Some(rb), Some(v)) = (rb.as_mut(), sv.as_ref()) {
                         let started = usize::try_from(v.records()).unwrap_or(usize::MAX);
