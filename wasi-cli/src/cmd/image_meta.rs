@@ -159,7 +159,7 @@ pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
         }
         MetaCmd::Set { args } => {
             let (spec, kv) = args.split(2)?;
-            let mut img = store.open(&spec)?;
+            let mut img = store.open_rw(&spec)?;
             let fail = |code: i32| {
                 let first = format!(
                     "failed to set metadata {} of image : {}",
@@ -178,7 +178,7 @@ pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
         }
         MetaCmd::Remove { args } => {
             let (spec, kv) = args.split(1)?;
-            let mut img = store.open(&spec)?;
+            let mut img = store.open_rw(&spec)?;
             if img.meta.meta.remove(kv[0].as_bytes()).is_none() {
                 let first = format!(
                     "rbd: no existing metadata key {} of image : {}",
