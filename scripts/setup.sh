@@ -60,7 +60,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get install -y -q chromium chromium-driver >/dev/null
 fi
 
-if [ ! -d node_modules/playwright-core ]; then
-  log "npm install (playwright-core)"
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/typescript ] || [ ! -d node_modules/@types/node ]; then
+  log "npm install (playwright-core; typescript + @types/node check the npm package's typings)"
   npm install --no-audit --no-fund --prefer-offline >/dev/null
 fi

@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 : "${CARGO_TARGET_DIR:=$PWD/target}"
 export CARGO_TARGET_DIR
 
-if ! command -v chromium >/dev/null || [ ! -d node_modules/playwright-core ] \
+if ! command -v chromium >/dev/null || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/typescript ] \
    || [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen 0.2.130" ] \
    || ! command -v wasm-pack >/dev/null; then
   bash scripts/setup.sh

@@ -271,6 +271,53 @@ test('the browser entry (rbdiff/web) works with the wasm bytes handed over, as a
   assert.ok(Buffer.from(r.bytes).equals(readFileSync(join(CORPUS, 'basic-64k/merge/0..s1+s1..s2.diff'))));
 });
 
+test('TypeScript: a user\'s code type-checks against the installed typings (Node and browser entries)', () => {
+  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+  assert.ok(existsSync(tsc), 'typescript missing: run scripts/setup.sh (npm install)');
+  mkdirSync(join(proj, 'node_modules/@types'), { recursive: true });
+  rmSync(join(proj, 'node_modules/@types/node'), { recursive: true, force: true });
+  execFileSync('cp', ['-r', join(ROOT, 'node_modules/@types/node'), join(proj, 'node_modules/@types/node')]);
+  execFileSync('cp', ['-r', join(ROOT, 'node_modules/undici-types'), join(proj, 'node_modules/undici-types')]);
+  writeFileSync(join(proj, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', lib: ['es2022', 'dom', 'dom.iterable'], types: ['node'] },
+    files: ['use-node.ts', 'use-web.ts'],
+  }));
+  writeFileSync(join(proj, 'use-node.ts'), `
+import { createReadStream } from 'node:fs';
+import { inspect, validate, merge, mergeStream, RbdiffError, Decoder, Merger, type Summary, type MergeStats } from 'rbdiff';
+export async function main(): Promise<number> {
+  const s: Summary = await inspect('a.diff', { policy: 'rbd', maxRecords: 10 });
+  const n: number = s.diffs[0].n_w + (s.error?.offset ?? 0);
+  await validate(createReadStream('a.diff')).catch((e: unknown) => e instanceof RbdiffError ? e.offset : null);
+  const st: MergeStats = await merge(['a.diff', 'b.diff'], 'ab.diff', { format: 'v1' });
+  const { bytes } = await merge([new Uint8Array(1), new Uint8Array(2)]);
+  mergeStream(['a.diff']).pipe(process.stdout);
+  const d = new Decoder({ policy: 'strict' }); d.push(bytes); JSON.parse(d.finish());
+  const m = new Merger(2, 'v2'); m.pull(1024); const i: number = m.needInput;
+  return n + st.bytesWritten + i;
+}
+`);
+  writeFileSync(join(proj, 'use-web.ts'), `
+import { inspect, merge, ensureInit, type DiffSummary } from 'rbdiff/web';
+export async function onFile(file: File, a: Blob, b: Blob): Promise<string> {
+  await ensureInit(new URL('rbdiff_web_bg.wasm', 'https://example.invalid/'));
+  const s = await inspect(file, { onProgress: (n: number) => void n });
+  const d: DiffSummary | undefined = s.diffs[0];
+  const parts: Uint8Array[] = [];
+  await merge([a, b], (c: Uint8Array) => { parts.push(c); });
+  await merge([a.stream(), b], new WritableStream<Uint8Array>());
+  return s.valid ? \`\${d?.to_snap}\` : \`\${s.error?.offset}\`;
+}
+`);
+  execFileSync(process.execPath, [tsc, '-p', proj], { cwd: proj, stdio: 'pipe' });
+  // and a mistake is caught: a summary field that does not exist
+  writeFileSync(join(proj, 'bad.ts'), "import { inspect } from 'rbdiff';\nexport const x = inspect('a').then((s) => s.diffs[0].n_writes);\n");
+  const cfg = JSON.parse(readFileSync(join(proj, 'tsconfig.json'), 'utf8'));
+  writeFileSync(join(proj, 'tsconfig.bad.json'), JSON.stringify({ ...cfg, files: ['bad.ts'] }));
+  assert.throws(() => execFileSync(process.execPath, [tsc, '-p', join(proj, 'tsconfig.bad.json')], { cwd: proj, stdio: 'pipe' }),
+    (e) => /Property 'n_writes' does not exist on type 'DiffSummary'/.test(String(e.stdout)));
+});
+
 /** A v1 diff of `n` 1 MiB writes, every other MiB, from `from` to `to`. */
 function writeDiff(path, n, from, to, fill) {
   const MiB = 1 << 20;

@@ -13,7 +13,10 @@ export const PIECE = 1 << 20;
 let ready = null;
 /** Loads the WebAssembly module once (fetches rbdiff_web_bg.wasm next to this file unless given). */
 export function ensureInit(wasm) {
-  ready ??= init(wasm === undefined ? undefined : { module_or_path: wasm });
+  ready ??= init(wasm === undefined ? undefined : { module_or_path: wasm }).catch((e) => {
+    ready = null; // let a later call try again (e.g. with another location)
+    throw e;
+  });
   return ready;
 }
 
