@@ -576,6 +576,8 @@ impl Decoder {
         }
     }
 
+    // TODO(issue 13): one method per state.
+    #[allow(clippy::too_many_lines)]
     fn step<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
         macro_rules! need {
             ($n:expr, $exp:expr) => {{

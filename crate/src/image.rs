@@ -736,6 +736,82 @@ impl<S: Sink, F: FnMut(&Exported<'_>, &mut Encoder<S>)> ExportHooks<S> for F {
     }
 }
 
+/// The 4 KiB-aligned span `[lo, hi)` of the object `[start, end)` (offsets
+/// in the object) holding data in either image: only it is read and
+/// compared, the rest is a hole in both, zeros on both sides.
+fn object_span<A, B, E>(
+    to: &mut B,
+    from: Option<&mut A>,
+    start: u64,
+    end: u64,
+) -> Result<(usize, usize), ExportError<A::Error, E>>
+where
+    A: BlockSource + ?Sized,
+    B: BlockSource<Error = A::Error> + ?Sized,
+{
+    let n = usize_of(end - start);
+    let mut span = data_span(to, start, end).map_err(ExportError::Read)?;
+    if let Some(src) = from {
+        span = match (span, data_span(src, start, end).map_err(ExportError::Read)?) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (x, y) => x.or(y),
+        };
+    }
+    Ok(match span {
+        Some((a, b)) => {
+            let lo = usize_of(a - start) / 4096 * 4096;
+            (
+                lo,
+                usize_of(b - start)
+                    .div_ceil(4096)
+                    .saturating_mul(4096)
+                    .min(n),
+            )
+        }
+        None => (0, 0),
+    })
+}
+
+/// Writes the records of one object's changed `runs` (offsets in the
+/// object at `start`; `t` the new bytes, `f` the base's), calling
+/// `hooks.record` for each.
+fn emit_runs<R, S: Sink>(
+    runs: &[(usize, usize)],
+    start: u64,
+    t: &[u8],
+    f: Option<&[u8]>,
+    enc: &mut Encoder<S>,
+    hooks: &mut dyn ExportHooks<S>,
+    stats: &mut ExportStats,
+) -> Result<(), ExportError<R, S::Error>> {
+    for &(s, e) in runs {
+        let piece = &t[s..e];
+        let off = start + s as u64;
+        let rec = Exported {
+            offset: off,
+            data: piece,
+            base: f.map(|f| &f[s..e]),
+            zero: is_zero(piece),
+            at: s,
+        };
+        if rec.zero {
+            enc.zero(off, piece.len() as u64)
+                .map_err(ExportError::Write)?;
+            hooks.record(&rec, enc);
+            stats.zeros += 1;
+            stats.zero_bytes += piece.len() as u64;
+        } else {
+            enc.begin_write(off, piece.len() as u64)
+                .map_err(ExportError::Write)?;
+            hooks.record(&rec, enc);
+            enc.data(piece).map_err(ExportError::Write)?;
+            stats.writes += 1;
+            stats.data_bytes += piece.len() as u64;
+        }
+    }
+    Ok(())
+}
+
 /// [`export_diff`] without the final `e`: writes the header and the records,
 /// calling `hooks` for each one and after each object (integrity hashing
 /// hooks in here).
@@ -798,29 +874,7 @@ where
             }
             _ => {}
         }
-        // Only the span of the object holding data in either image is read
-        // and compared (4 KiB-aligned, as `changed_runs` blocks are): the
-        // rest is a hole in both, zeros on both sides.
-        let mut span = data_span(to, start, end).map_err(ExportError::Read)?;
-        if let Some(src) = from.as_deref_mut() {
-            span = match (span, data_span(src, start, end).map_err(ExportError::Read)?) {
-                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
-                (x, y) => x.or(y),
-            };
-        }
-        let (lo, hi) = match span {
-            Some((a, b)) => {
-                let lo = usize_of(a - start) / 4096 * 4096;
-                (
-                    lo,
-                    usize_of(b - start)
-                        .div_ceil(4096)
-                        .saturating_mul(4096)
-                        .min(n),
-                )
-            }
-            None => (0, 0),
-        };
+        let (lo, hi) = object_span(to, from.as_deref_mut(), start, end)?;
         let full = opts.whole_object;
         // Read in pieces that stay in the CPU cache while a hook looks at
         // them (integrity hashing) before the next piece is read.
@@ -867,31 +921,7 @@ where
                 *r = (r.0 + lo, r.1 + lo);
             }
         }
-        for &(s, e) in &runs {
-            let piece = &t[s..e];
-            let off = start + s as u64;
-            let rec = Exported {
-                offset: off,
-                data: piece,
-                base: f.map(|f| &f[s..e]),
-                zero: is_zero(piece),
-                at: s,
-            };
-            if rec.zero {
-                enc.zero(off, piece.len() as u64)
-                    .map_err(ExportError::Write)?;
-                hooks.record(&rec, enc);
-                stats.zeros += 1;
-                stats.zero_bytes += piece.len() as u64;
-            } else {
-                enc.begin_write(off, piece.len() as u64)
-                    .map_err(ExportError::Write)?;
-                hooks.record(&rec, enc);
-                enc.data(piece).map_err(ExportError::Write)?;
-                stats.writes += 1;
-                stats.data_bytes += piece.len() as u64;
-            }
-        }
+        emit_runs(&runs, start, t, f, enc, hooks, &mut stats)?;
         hooks.object_done(&mut tbuf, &mut fbuf, enc);
         start = end;
         progress(start, size);

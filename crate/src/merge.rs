@@ -210,96 +210,17 @@ impl Merger {
         if let Some(i) = self.asked {
             return Ok(Action::NeedRecord(i));
         }
-        let n = self.cur.len();
         loop {
             let drain = self.p >= self.final_size;
             let horizon = if drain { u64::MAX } else { self.p };
-            // 1. Every input has a current record ending past `p`, with its
-            //    payload consumed up to `p`.
-            for i in 0..n {
-                match self.cur[i] {
-                    Cur::Need => {
-                        self.asked = Some(i);
-                        return Ok(Action::NeedRecord(i));
-                    }
-                    Cur::Rec {
-                        write,
-                        start,
-                        end,
-                        pos,
-                    } => {
-                        if end <= horizon {
-                            if write && pos < end {
-                                self.cur[i] = Cur::Rec {
-                                    write,
-                                    start,
-                                    end,
-                                    pos: end,
-                                };
-                                return Ok(Action::Skip {
-                                    input: i,
-                                    len: end - pos,
-                                });
-                            }
-                            self.asked = Some(i);
-                            self.cur[i] = Cur::Need;
-                            return Ok(Action::NeedRecord(i));
-                        }
-                        if write && pos < horizon {
-                            self.cur[i] = Cur::Rec {
-                                write,
-                                start,
-                                end,
-                                pos: horizon,
-                            };
-                            return Ok(Action::Skip {
-                                input: i,
-                                len: horizon - pos,
-                            });
-                        }
-                    }
-                    Cur::Ended => {}
-                }
+            if let Some(action) = self.catch_up(horizon) {
+                return Ok(action);
             }
             if drain {
                 return Ok(Action::Done);
             }
             let p = self.p;
-            // 2. The winner at `p`: the highest rank covering it. Input i's
-            //    shrink zeroes rank 2i+1, its records rank 2i+2.
-            let mut winner: Option<(u64, Option<usize>)> = None; // (rank, record input)
-            for i in (0..n).rev() {
-                if let Cur::Rec { start, .. } = self.cur[i]
-                    && start <= p
-                {
-                    winner = Some((2 * i as u64 + 2, Some(i)));
-                    break;
-                }
-                if self.sizes[i] <= p {
-                    winner = Some((2 * i as u64 + 1, None));
-                    break;
-                }
-            }
-            // 3. Where the winner stops: its end, the final size, or the start
-            //    of anything ranked higher.
-            let mut q = self.final_size;
-            let rank = winner.map_or(0, |w| w.0);
-            if let Some((_, Some(i))) = winner
-                && let Cur::Rec { end, .. } = self.cur[i]
-            {
-                q = q.min(end);
-            }
-            for i in 0..n {
-                if 2 * i as u64 + 1 > rank && self.sizes[i] > p {
-                    q = q.min(self.sizes[i]);
-                }
-                if 2 * i as u64 + 2 > rank
-                    && let Cur::Rec { start, .. } = self.cur[i]
-                    && start > p
-                {
-                    q = q.min(start);
-                }
-            }
+            let (winner, q) = self.winner_at(p);
             self.p = q;
             match winner {
                 None => continue,
@@ -336,6 +257,103 @@ impl Merger {
                 }
             }
         }
+    }
+
+    /// Step 1 of [`Self::next_action`]: the action that brings every input
+    /// to a current record ending past `horizon`, or `None` once they all
+    /// are.
+    fn catch_up(&mut self, horizon: u64) -> Option<Action> {
+        let n = self.cur.len();
+        // 1. Every input has a current record ending past `p`, with its
+        //    payload consumed up to `p`.
+        for i in 0..n {
+            match self.cur[i] {
+                Cur::Need => {
+                    self.asked = Some(i);
+                    return Some(Action::NeedRecord(i));
+                }
+                Cur::Rec {
+                    write,
+                    start,
+                    end,
+                    pos,
+                } => {
+                    if end <= horizon {
+                        if write && pos < end {
+                            self.cur[i] = Cur::Rec {
+                                write,
+                                start,
+                                end,
+                                pos: end,
+                            };
+                            return Some(Action::Skip {
+                                input: i,
+                                len: end - pos,
+                            });
+                        }
+                        self.asked = Some(i);
+                        self.cur[i] = Cur::Need;
+                        return Some(Action::NeedRecord(i));
+                    }
+                    if write && pos < horizon {
+                        self.cur[i] = Cur::Rec {
+                            write,
+                            start,
+                            end,
+                            pos: horizon,
+                        };
+                        return Some(Action::Skip {
+                            input: i,
+                            len: horizon - pos,
+                        });
+                    }
+                }
+                Cur::Ended => {}
+            }
+        }
+        None
+    }
+
+    /// Steps 2 and 3 of [`Self::next_action`]: the winner at `p` (its rank
+    /// and, for a record, its input) and where it stops.
+    fn winner_at(&self, p: u64) -> (Option<(u64, Option<usize>)>, u64) {
+        let n = self.cur.len();
+        // 2. The winner at `p`: the highest rank covering it. Input i's
+        //    shrink zeroes rank 2i+1, its records rank 2i+2.
+        let mut winner: Option<(u64, Option<usize>)> = None; // (rank, record input)
+        for i in (0..n).rev() {
+            if let Cur::Rec { start, .. } = self.cur[i]
+                && start <= p
+            {
+                winner = Some((2 * i as u64 + 2, Some(i)));
+                break;
+            }
+            if self.sizes[i] <= p {
+                winner = Some((2 * i as u64 + 1, None));
+                break;
+            }
+        }
+        // 3. Where the winner stops: its end, the final size, or the start
+        //    of anything ranked higher.
+        let mut q = self.final_size;
+        let rank = winner.map_or(0, |w| w.0);
+        if let Some((_, Some(i))) = winner
+            && let Cur::Rec { end, .. } = self.cur[i]
+        {
+            q = q.min(end);
+        }
+        for i in 0..n {
+            if 2 * i as u64 + 1 > rank && self.sizes[i] > p {
+                q = q.min(self.sizes[i]);
+            }
+            if 2 * i as u64 + 2 > rank
+                && let Cur::Rec { start, .. } = self.cur[i]
+                && start > p
+            {
+                q = q.min(start);
+            }
+        }
+        (winner, q)
     }
 }
 

@@ -126,6 +126,38 @@ fn export_raw(src: &mut MapDev, out: &mut Output, prog: &mut Progress) -> std::i
     Ok(())
 }
 
+/// `--export-format 1`: the raw image bytes.
+fn export_v1(
+    store: &Store,
+    a: &Args,
+    target: &Target,
+    out_path: &str,
+    prog: &mut Progress,
+) -> anyhow::Result<()> {
+    let mut src = match target {
+        Target::Raw(p) => objmap::plain(Dev::open_ro(p).map_err(|e| err(io_errno(&e)))?),
+        Target::Store(spec) => {
+            let img = store.open(&spec.head())?;
+            let snap = spec.snap.as_deref().or(a.snap.as_deref());
+            let dev = img.open_data(snap)?;
+            let idx = snap.and_then(|s| img.lookup(s));
+            let hint = objmap::diff_hint(&img, &spec.head().to_string(), None, idx);
+            objmap::hinted(dev, hint, img.meta.order)
+        }
+    };
+    let mut out = Output::create(out_path).map_err(|e| err(io_errno(&e)))?;
+    match export_raw(&mut src, &mut out, prog).and_then(|()| out.commit()) {
+        Ok(()) => {
+            prog.finish(true);
+            Ok(())
+        }
+        Err(e) => {
+            prog.finish(false);
+            Err(err(io_errno(&e)).into())
+        }
+    }
+}
+
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let v = a.names.resolve(
         &[&a.source, &a.path],
@@ -139,28 +171,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         return Err(Fail::new(EINVAL, "rbdiff: --integrity needs --export-format 2").into());
     }
     if a.export_format == "1" {
-        let mut src = match &target {
-            Target::Raw(p) => objmap::plain(Dev::open_ro(p).map_err(|e| err(io_errno(&e)))?),
-            Target::Store(spec) => {
-                let img = store.open(&spec.head())?;
-                let snap = spec.snap.as_deref().or(a.snap.as_deref());
-                let dev = img.open_data(snap)?;
-                let idx = snap.and_then(|s| img.lookup(s));
-                let hint = objmap::diff_hint(&img, &spec.head().to_string(), None, idx);
-                objmap::hinted(dev, hint, img.meta.order)
-            }
-        };
-        let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
-        match export_raw(&mut src, &mut out, &mut prog).and_then(|()| out.commit()) {
-            Ok(()) => {
-                prog.finish(true);
-                return Ok(());
-            }
-            Err(e) => {
-                prog.finish(false);
-                return Err(err(io_errno(&e)).into());
-            }
-        }
+        return export_v1(store, &a, &target, &out_path, &mut prog);
     }
     let Target::Store(spec) = target else {
         return Err(Fail::new(EINVAL, "rbd: --export-format 2 needs a store image").into());

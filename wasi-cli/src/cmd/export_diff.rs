@@ -134,55 +134,15 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         return cluster(&spec, &a, format, &out_path);
     }
     let target = Target::parse(&source)?;
-    // Resolve the two endpoints, their names, the object size and the
-    // object-map hint.
-    let with_code = |f: Fail| if f.lines.is_empty() { err(f.code) } else { f };
-    let open = |p: &std::path::Path| Dev::open_ro(p).map_err(|e| err(io_errno(&e)));
-    let (from, to, from_name, to_name, protected, object_size, hint) = match &target {
-        Target::Raw(p) => (
-            a.from_image
-                .as_ref()
-                .map(|f| open(std::path::Path::new(f)))
-                .transpose()?,
-            open(p)?,
-            a.from_snap.clone().map(String::into_bytes),
-            a.snap.clone().map(String::into_bytes),
-            None,
-            a.object_size.unwrap_or(4 << 20),
-            None,
-        ),
-        Target::Store(spec) => {
-            if a.from_image.is_some() {
-                return Err(Fail::new(EINVAL, "rbd: --from-image is for raw files only").into());
-            }
-            let snap = match (&spec.snap, &a.snap) {
-                (Some(_), Some(_)) => {
-                    return Err(Fail::new(EINVAL, "rbd: snapshot given twice").into());
-                }
-                (s, o) => s.clone().or(o.clone()),
-            };
-            let img = store.open(&spec.head())?;
-            let ends = img
-                .endpoints(a.from_snap.as_deref(), snap.as_deref())
-                .map_err(with_code)?;
-            let hint =
-                objmap::diff_hint(&img, &spec.head().to_string(), ends.from_idx, ends.to_idx)
-                    .map(|h| (h, img.meta.order));
-            let protected = match format {
-                Format::DiffV2 => ends.to_protected,
-                _ => None,
-            };
-            (
-                ends.from,
-                ends.to,
-                ends.from_name,
-                ends.to_name,
-                protected,
-                img.meta.object_size(),
-                hint,
-            )
-        }
-    };
+    let Endpoints {
+        from,
+        to,
+        from_name,
+        to_name,
+        protected,
+        object_size,
+        hint,
+    } = endpoints(store, &a, &target, format)?;
     let wrap = |dev: Dev| -> MapDev {
         match &hint {
             Some((h, order)) => objmap::hinted(dev, Some(h.clone()), *order),
@@ -205,64 +165,16 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     };
     let seal = a.integrity || a.integrity_sidecar.is_some();
     if a.dry_run {
-        let mut count = Count(0);
-        let res = write_diff(
-            &mut count,
+        return dry_run(
+            &a,
             format,
             seal,
             from.as_mut(),
             &mut to,
             &header,
             &opts,
-            &mut |d, t| prog.update(d, t),
+            &mut prog,
         );
-        let (stats, m) = match res {
-            Ok(x) => x,
-            Err(e) => {
-                prog.finish(false);
-                return Err(err(export_code(&e)).into());
-            }
-        };
-        prog.finish(true);
-        let trailer = match (&m, format, a.integrity) {
-            (Some(m), Format::DiffV1, true) => m.to_trailer().len() as u64,
-            _ => 0,
-        };
-        let sidecar = match (&m, &a.integrity_sidecar) {
-            (Some(m), Some(_)) => Some(m.to_trailer().len() as u64),
-            _ => None,
-        };
-        let bytes = count.0 + trailer;
-        let integrity = match (seal, format, &a.integrity_sidecar) {
-            (false, ..) => "none".to_string(),
-            (true, _, Some(p)) => format!("sidecar {p}"),
-            (true, Format::DiffV1, None) => "trailer".to_string(),
-            (true, _, None) => "in-band".to_string(),
-        };
-        if a.format == "json" {
-            let v = serde_json::json!({
-                "format": format.name(),
-                "bytes": bytes,
-                "writes": stats.writes,
-                "zeros": stats.zeros,
-                "data_bytes": stats.data_bytes,
-                "zero_bytes": stats.zero_bytes,
-                "integrity": integrity,
-                "sidecar_bytes": sidecar,
-            });
-            println!("{v}");
-        } else {
-            println!("size: {bytes} bytes ({})", format.name());
-            println!(
-                "records: {} w ({} bytes), {} z ({} bytes)",
-                stats.writes, stats.data_bytes, stats.zeros, stats.zero_bytes
-            );
-            match sidecar {
-                Some(n) => println!("integrity: {integrity} ({n} bytes)"),
-                None => println!("integrity: {integrity}"),
-            }
-        }
-        return Ok(());
     }
     let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
     let mut side = match &a.integrity_sidecar {
@@ -332,6 +244,147 @@ fn cluster(spec: &crate::cluster::Spec, a: &Args, format: Format, out: &str) -> 
 #[cfg(not(feature = "librbd"))]
 fn cluster(spec: &crate::cluster::Spec, _: &Args, _: Format, _: &str) -> anyhow::Result<()> {
     Err(crate::cluster::unsupported(&spec.image_path()).into())
+}
+
+/// The two endpoints of an export, opened, with the snapshot names written
+/// into the diff, the object size and the object-map hint.
+struct Endpoints {
+    from: Option<Dev>,
+    to: Dev,
+    from_name: Option<Vec<u8>>,
+    to_name: Option<Vec<u8>>,
+    protected: Option<bool>,
+    object_size: u64,
+    hint: Option<(rbdiff::objmap::ObjectSet, u8)>,
+}
+
+/// Resolves and opens the two endpoints of an export.
+fn endpoints(
+    store: &Store,
+    a: &Args,
+    target: &Target,
+    format: Format,
+) -> anyhow::Result<Endpoints> {
+    let with_code = |f: Fail| if f.lines.is_empty() { err(f.code) } else { f };
+    let open = |p: &std::path::Path| Dev::open_ro(p).map_err(|e| err(io_errno(&e)));
+    match &target {
+        Target::Raw(p) => Ok(Endpoints {
+            from: a
+                .from_image
+                .as_ref()
+                .map(|f| open(std::path::Path::new(f)))
+                .transpose()?,
+            to: open(p)?,
+            from_name: a.from_snap.clone().map(String::into_bytes),
+            to_name: a.snap.clone().map(String::into_bytes),
+            protected: None,
+            object_size: a.object_size.unwrap_or(4 << 20),
+            hint: None,
+        }),
+        Target::Store(spec) => {
+            if a.from_image.is_some() {
+                return Err(Fail::new(EINVAL, "rbd: --from-image is for raw files only").into());
+            }
+            let snap = match (&spec.snap, &a.snap) {
+                (Some(_), Some(_)) => {
+                    return Err(Fail::new(EINVAL, "rbd: snapshot given twice").into());
+                }
+                (s, o) => s.clone().or(o.clone()),
+            };
+            let img = store.open(&spec.head())?;
+            let ends = img
+                .endpoints(a.from_snap.as_deref(), snap.as_deref())
+                .map_err(with_code)?;
+            let hint =
+                objmap::diff_hint(&img, &spec.head().to_string(), ends.from_idx, ends.to_idx)
+                    .map(|h| (h, img.meta.order));
+            let protected = match format {
+                Format::DiffV2 => ends.to_protected,
+                _ => None,
+            };
+            Ok(Endpoints {
+                from: ends.from,
+                to: ends.to,
+                from_name: ends.from_name,
+                to_name: ends.to_name,
+                protected,
+                object_size: img.meta.object_size(),
+                hint,
+            })
+        }
+    }
+}
+
+/// --dry-run: export into a counting sink and print what would be written.
+#[allow(clippy::too_many_arguments)]
+fn dry_run(
+    a: &Args,
+    format: Format,
+    seal: bool,
+    from: Option<&mut MapDev>,
+    to: &mut MapDev,
+    header: &DiffHeader<'_>,
+    opts: &ExportOptions,
+    prog: &mut Progress,
+) -> anyhow::Result<()> {
+    let mut count = Count(0);
+    let res = write_diff(
+        &mut count,
+        format,
+        seal,
+        from,
+        to,
+        header,
+        opts,
+        &mut |d, t| prog.update(d, t),
+    );
+    let (stats, m) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            prog.finish(false);
+            return Err(err(export_code(&e)).into());
+        }
+    };
+    prog.finish(true);
+    let trailer = match (&m, format, a.integrity) {
+        (Some(m), Format::DiffV1, true) => m.to_trailer().len() as u64,
+        _ => 0,
+    };
+    let sidecar = match (&m, &a.integrity_sidecar) {
+        (Some(m), Some(_)) => Some(m.to_trailer().len() as u64),
+        _ => None,
+    };
+    let bytes = count.0 + trailer;
+    let integrity = match (seal, format, &a.integrity_sidecar) {
+        (false, ..) => "none".to_string(),
+        (true, _, Some(p)) => format!("sidecar {p}"),
+        (true, Format::DiffV1, None) => "trailer".to_string(),
+        (true, _, None) => "in-band".to_string(),
+    };
+    if a.format == "json" {
+        let v = serde_json::json!({
+            "format": format.name(),
+            "bytes": bytes,
+            "writes": stats.writes,
+            "zeros": stats.zeros,
+            "data_bytes": stats.data_bytes,
+            "zero_bytes": stats.zero_bytes,
+            "integrity": integrity,
+            "sidecar_bytes": sidecar,
+        });
+        println!("{v}");
+    } else {
+        println!("size: {bytes} bytes ({})", format.name());
+        println!(
+            "records: {} w ({} bytes), {} z ({} bytes)",
+            stats.writes, stats.data_bytes, stats.zeros, stats.zero_bytes
+        );
+        match sidecar {
+            Some(n) => println!("integrity: {integrity} ({n} bytes)"),
+            None => println!("integrity: {integrity}"),
+        }
+    }
+    Ok(())
 }
 
 fn wr(e: std::io::Error) -> ExportError<std::io::Error, std::io::Error> {

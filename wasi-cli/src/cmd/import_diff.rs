@@ -321,6 +321,8 @@ fn stream_fault(path: &str, f: &StreamFault) -> Fail {
     .then("rbdiff: the end snapshot was not created")
 }
 
+// TODO(issue 13): the import engine (helper engine) replaces this loop.
+#[allow(clippy::too_many_lines)]
 pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
     let v = a.names.resolve(
         &[&a.path, &a.image],

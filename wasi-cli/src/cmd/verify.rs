@@ -73,10 +73,6 @@ fn q(n: &Option<String>) -> String {
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
-    let opts = InspectOptions {
-        max_records: 0,
-        max_warnings: 10,
-    };
     let single = a.integrity.is_some() || a.base.is_some() || a.result.is_some();
     if single && a.paths.len() != 1 {
         return Err(Fail::new(
@@ -86,11 +82,44 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         .into());
     }
     let json = a.format == "json";
-    let mut links: Vec<Link> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    let mut checks: Vec<serde_json::Value> = Vec::new();
-    let mut code = 0;
+    let mut r = Report::default();
     for p in &a.paths {
+        r.read_diff(p, &a, json)?;
+    }
+    r.check_chain();
+    if let Some(img) = &a.image {
+        r.check_image(store, img)?;
+    }
+    // --base / --result: the manifest must be known before reading the stream.
+    if (a.base.is_some() || a.result.is_some()) && r.problems.is_empty() {
+        r.check_blocks(store, &a, json)?;
+    }
+    r.finish(json)
+}
+
+/// What `verify` found so far.
+#[derive(Default)]
+struct Report {
+    links: Vec<Link>,
+    problems: Vec<String>,
+    checks: Vec<serde_json::Value>,
+    /// The exit status of the last problem.
+    code: i32,
+}
+
+impl Report {
+    fn problem(&mut self, code: i32, what: String) {
+        self.problems.push(what);
+        self.code = code;
+    }
+
+    /// Reads one stream and its integrity data (in the stream or in a
+    /// sidecar), one link per diff it holds.
+    fn read_diff(&mut self, p: &String, a: &Args, json: bool) -> anyhow::Result<()> {
+        let opts = InspectOptions {
+            max_records: 0,
+            max_warnings: 10,
+        };
         // A sidecar is checked along with whatever the stream carries.
         let side_path = match &a.integrity {
             Some(s) => Some(std::path::PathBuf::from(s)),
@@ -106,14 +135,15 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         };
         let (s, err) = summarize_with(p, Config::new(), opts, a.progress, side.as_mut())?;
         if let Some(e) = err {
-            problems.push(format!("{p}: {e}"));
-            code = if e.is_eof() { EBADMSG } else { EINVAL };
-            continue;
+            self.problem(
+                if e.is_eof() { EBADMSG } else { EINVAL },
+                format!("{p}: {e}"),
+            );
+            return Ok(());
         }
         if !s.valid {
-            problems.push(format!("{p}: not a complete stream"));
-            code = EINVAL;
-            continue;
+            self.problem(EINVAL, format!("{p}: not a complete stream"));
+            return Ok(());
         }
         let side_verdict = side.map(|v| v.finish());
         for (i, d) in s.diffs.iter().enumerate() {
@@ -127,8 +157,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 Some(i) if i.ok => format!("ok ({} records hashed)", i.entries),
                 Some(i) => {
                     let f = i.fault.clone().unwrap_or_default();
-                    problems.push(format!("{name}: integrity: {f}"));
-                    code = EINVAL;
+                    self.problem(EINVAL, format!("{name}: integrity: {f}"));
                     format!("FAILED: {f}")
                 }
             };
@@ -138,8 +167,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                     Ok(Some(m)) => format!("ok ({} records hashed, sidecar {sp})", m.entries.len()),
                     Ok(None) => "none".to_string(),
                     Err(f) => {
-                        problems.push(format!("{name}: integrity (sidecar {sp}): {f}"));
-                        code = EINVAL;
+                        self.problem(EINVAL, format!("{name}: integrity (sidecar {sp}): {f}"));
                         format!("FAILED (sidecar {sp}): {f}")
                     }
                 };
@@ -153,7 +181,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                     d.size.map_or("-".to_string(), |v| v.to_string())
                 );
             }
-            links.push(Link {
+            self.links.push(Link {
                 name,
                 from: d.from_snap.clone(),
                 to: d.to_snap.clone(),
@@ -161,127 +189,148 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
                 integrity,
             });
         }
+        Ok(())
     }
-    for w in links.windows(2) {
-        if w[0].to.as_deref().unwrap_or("") != w[1].from.as_deref().unwrap_or("") {
-            problems.push(format!(
-                "{} starts at {} but {} ends at {}",
-                w[1].name,
-                q(&w[1].from),
-                w[0].name,
-                q(&w[0].to)
-            ));
-            code = EINVAL;
+
+    /// Each diff starts where the previous one ends.
+    fn check_chain(&mut self) {
+        let mut found = Vec::new();
+        for w in self.links.windows(2) {
+            if w[0].to.as_deref().unwrap_or("") != w[1].from.as_deref().unwrap_or("") {
+                found.push(format!(
+                    "{} starts at {} but {} ends at {}",
+                    w[1].name,
+                    q(&w[1].from),
+                    w[0].name,
+                    q(&w[0].to)
+                ));
+            }
+        }
+        for f in found {
+            self.problem(EINVAL, f);
         }
     }
-    if let Some(img) = &a.image
-        && let (Some(first), Some(last)) = (links.first(), links.last())
-    {
+
+    /// --image: the chain starts at a snapshot of `img` and ends at a new one.
+    fn check_image(&mut self, store: &Store, img: &str) -> anyhow::Result<()> {
+        let (Some(first), Some(last)) = (self.links.first(), self.links.last()) else {
+            return Ok(());
+        };
+        let (from, to) = (first.from.clone(), last.to.clone());
         let spec = Spec::parse(img)?;
         let image = store.open(&spec.head())?;
-        if let Some(f) = &first.from
+        if let Some(f) = &from
             && image.find(f).is_none()
         {
-            problems.push(format!(
-                "start snapshot '{f}' does not exist in image {}",
-                spec.head()
-            ));
-            code = EINVAL;
+            self.problem(
+                EINVAL,
+                format!(
+                    "start snapshot '{f}' does not exist in image {}",
+                    spec.head()
+                ),
+            );
         }
-        if let Some(t) = &last.to
+        if let Some(t) = &to
             && image.find(t).is_some()
         {
-            problems.push(format!(
-                "end snapshot '{t}' already exists in image {}",
-                spec.head()
-            ));
-            code = EINVAL;
+            self.problem(
+                EINVAL,
+                format!("end snapshot '{t}' already exists in image {}", spec.head()),
+            );
         }
+        Ok(())
     }
-    // --base / --result: the manifest must be known before reading the stream.
-    if (a.base.is_some() || a.result.is_some()) && problems.is_empty() {
+
+    /// --base / --result: the blocks of an image against the diff's manifest.
+    fn check_blocks(&mut self, store: &Store, a: &Args, json: bool) -> anyhow::Result<()> {
         let p = &a.paths[0];
-        let known = integ::find(p, a.integrity.as_deref())?;
-        match known {
-            None => {
-                problems.push(format!(
-                    "{p} has no integrity data to check an image with (seal it: rbdiff seal)"
-                ));
-                code = EINVAL;
-            }
-            Some(k) => {
-                for (what, img) in [("base", &a.base), ("result", &a.result)] {
-                    let Some(img) = img else { continue };
-                    let mut dev = super::open_image_ro(store, img)?;
-                    // One thread per core, each on its own handle, as import-diff.
-                    let mut readers = dev.readers(integ::check_threads());
-                    let size = links.last().and_then(|l| l.size);
-                    let all = 0..k.manifest.entries.len();
-                    let r = match (what, readers.is_empty()) {
-                        ("base", true) => k.manifest.check_base(&mut dev),
-                        ("base", false) => k.manifest.check_base_par(&mut readers),
-                        (_, true) => k.manifest.check_result(&mut dev, size),
-                        (_, false) => k.manifest.check_result_par(&mut readers, size, all),
-                    };
-                    let ok = r.is_ok();
-                    let detail = match r {
-                        Ok(()) => {
-                            if !json {
-                                println!(
-                                    "{what} {img}: matches {p} ({} blocks checked)",
-                                    k.manifest.entries.len()
-                                );
-                            }
-                            None
-                        }
-                        Err(e) => {
-                            problems.push(format!("{what} {img}: {e}"));
-                            code = EINVAL;
-                            Some(e.to_string())
-                        }
-                    };
-                    checks.push(serde_json::json!({
-                        "check": what, "image": img, "ok": ok, "error": detail,
-                        "blocks": k.manifest.entries.len(), "integrity_source": k.source,
-                    }));
+        let Some(k) = integ::find(p, a.integrity.as_deref())? else {
+            self.problem(
+                EINVAL,
+                format!("{p} has no integrity data to check an image with (seal it: rbdiff seal)"),
+            );
+            return Ok(());
+        };
+        for (what, img) in [("base", &a.base), ("result", &a.result)] {
+            let Some(img) = img else { continue };
+            let mut dev = super::open_image_ro(store, img)?;
+            // One thread per core, each on its own handle, as import-diff.
+            let mut readers = dev.readers(integ::check_threads());
+            let size = self.links.last().and_then(|l| l.size);
+            let all = 0..k.manifest.entries.len();
+            let r = match (what, readers.is_empty()) {
+                ("base", true) => k.manifest.check_base(&mut dev),
+                ("base", false) => k.manifest.check_base_par(&mut readers),
+                (_, true) => k.manifest.check_result(&mut dev, size),
+                (_, false) => k.manifest.check_result_par(&mut readers, size, all),
+            };
+            let ok = r.is_ok();
+            let detail = match r {
+                Ok(()) => {
+                    if !json {
+                        println!(
+                            "{what} {img}: matches {p} ({} blocks checked)",
+                            k.manifest.entries.len()
+                        );
+                    }
+                    None
                 }
-            }
+                Err(e) => {
+                    self.problem(EINVAL, format!("{what} {img}: {e}"));
+                    Some(e.to_string())
+                }
+            };
+            self.checks.push(serde_json::json!({
+                "check": what, "image": img, "ok": ok, "error": detail,
+                "blocks": k.manifest.entries.len(), "integrity_source": k.source,
+            }));
         }
+        Ok(())
     }
-    let ok = problems.is_empty();
-    if json {
-        let v = serde_json::json!({
-            "ok": ok,
-            "diffs": links.iter().map(|l| serde_json::json!({
-                "name": l.name, "from_snap": l.from, "to_snap": l.to, "size": l.size,
-                "integrity": l.integrity,
-            })).collect::<Vec<_>>(),
-            "checks": checks,
-            "problems": problems,
-        });
-        println!("{v}");
-        return if ok {
+
+    /// Prints the verdict; an error with every problem when there is one.
+    fn finish(self, json: bool) -> anyhow::Result<()> {
+        let Report {
+            links,
+            problems,
+            checks,
+            code,
+        } = self;
+        let ok = problems.is_empty();
+        if json {
+            let v = serde_json::json!({
+                "ok": ok,
+                "diffs": links.iter().map(|l| serde_json::json!({
+                    "name": l.name, "from_snap": l.from, "to_snap": l.to, "size": l.size,
+                    "integrity": l.integrity,
+                })).collect::<Vec<_>>(),
+                "checks": checks,
+                "problems": problems,
+            });
+            println!("{v}");
+            return if ok {
+                Ok(())
+            } else {
+                Err(Fail::bare(code).into())
+            };
+        }
+        if ok {
+            let (first, last) = (links.first(), links.last());
+            println!(
+                "OK: {} diff(s) from {} to {}, final size {}",
+                links.len(),
+                q(&first.and_then(|l| l.from.clone())),
+                q(&last.and_then(|l| l.to.clone())),
+                last.and_then(|l| l.size)
+                    .map_or("-".to_string(), |v| v.to_string())
+            );
             Ok(())
         } else {
-            Err(Fail::bare(code).into())
-        };
-    }
-    if ok {
-        let (first, last) = (links.first(), links.last());
-        println!(
-            "OK: {} diff(s) from {} to {}, final size {}",
-            links.len(),
-            q(&first.and_then(|l| l.from.clone())),
-            q(&last.and_then(|l| l.to.clone())),
-            last.and_then(|l| l.size)
-                .map_or("-".to_string(), |v| v.to_string())
-        );
-        Ok(())
-    } else {
-        let mut f = Fail::bare(code);
-        for p in problems {
-            f = f.then(format!("rbdiff verify: {p}"));
+            let mut f = Fail::bare(code);
+            for p in problems {
+                f = f.then(format!("rbdiff verify: {p}"));
+            }
+            Err(f.into())
         }
-        Err(f.into())
     }
 }
