@@ -394,6 +394,42 @@ enum Verdict {
     Warn(ErrorKind),
 }
 
+/// In a state method: returns `NeedMore` (or, at `eof`, the error naming
+/// what is cut short) unless `input` holds at least `n` bytes.
+macro_rules! need {
+    ($dec:ident, $input:ident, $eof:ident, $n:expr, $exp:expr) => {{
+        let n: usize = $n;
+        if $input.len() < n {
+            return if $eof {
+                Err($dec.eof($exp, (n - $input.len()) as u64))
+            } else {
+                Ok(Step::NeedMore(n))
+            };
+        }
+    }};
+}
+
+/// In a state method: applies a check, returning its warning (before the
+/// item, nothing consumed) or its error.
+macro_rules! verdict {
+    ($dec:ident, $check:expr, $failed:expr, $kind:expr, $nth:expr) => {
+        if let Verdict::Warn(k) = $dec.check($check, $failed, $kind, $nth)? {
+            return Ok($dec.ev(0, Event::Warning(k)));
+        }
+    };
+}
+
+/// The head of a known diff record, read by [`Decoder::diff_tag`].
+#[derive(Clone, Copy)]
+struct RecordHead {
+    tag: u8,
+    /// Bytes before the record's fields: the tag, and in v2 its length.
+    head: usize,
+    /// The declared length (v2; 0 in v1).
+    len: u64,
+    v2: bool,
+}
+
 impl Decoder {
     /// A decoder at the start of a stream.
     pub fn new(config: Config) -> Self {
@@ -576,430 +612,517 @@ impl Decoder {
         }
     }
 
-    // TODO(issue 13): one method per state.
-    #[allow(clippy::too_many_lines)]
     fn step<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
-        macro_rules! need {
-            ($n:expr, $exp:expr) => {{
-                let n: usize = $n;
-                if input.len() < n {
-                    return if eof {
-                        Err(self.eof($exp, (n - input.len()) as u64))
-                    } else {
-                        Ok(Step::NeedMore(n))
-                    };
-                }
-            }};
-        }
-        macro_rules! verdict {
-            ($check:expr, $failed:expr, $kind:expr, $nth:expr) => {
-                if let Verdict::Warn(k) = self.check($check, $failed, $kind, $nth)? {
-                    return Ok(self.ev(0, Event::Warning(k)));
-                }
-            };
-        }
-
         match self.state {
             State::Banner => self.banner(input, eof),
-            State::ImageTag => {
-                need!(1, Expected::Tag);
-                let t = input[0];
-                if t == tag::IMAGE_END {
-                    self.state = State::DiffsHeader;
-                    return Ok(self.ev(1, Event::ImageHeaderEnd));
-                }
-                need!(9, Expected::TagLength);
-                let len = le64(&input[1..9]);
-                let mut nth = 0u8;
-                match t {
-                    tag::ORDER | tag::FEATURES | tag::STRIPE_UNIT | tag::STRIPE_COUNT => {
-                        need!(17, Expected::ImageOption);
-                        let v = le64(&input[9..17]);
-                        verdict!(
-                            self.config.length_mismatch,
-                            len != 8,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual: 8
-                            },
-                            &mut nth
-                        );
-                        let ev = match t {
-                            tag::ORDER => Event::Order(v),
-                            tag::FEATURES => Event::Features(v),
-                            tag::STRIPE_UNIT => Event::StripeUnit(v),
-                            _ => Event::StripeCount(v),
-                        };
-                        Ok(self.ev(17, ev))
-                    }
-                    tag::META => {
-                        need!(13, Expected::ImageMeta);
-                        let klen = le32(&input[9..13]);
-                        self.meta_len_ok(klen)?;
-                        let k_end = 13 + klen as usize;
-                        need!(k_end + 4, Expected::ImageMeta);
-                        let vlen = le32(&input[k_end..k_end + 4]);
-                        self.meta_len_ok(vlen)?;
-                        let end = k_end + 4 + vlen as usize;
-                        need!(end, Expected::ImageMeta);
-                        let actual = 8 + u64::from(klen) + u64::from(vlen);
-                        verdict!(
-                            self.config.length_mismatch,
-                            len != actual,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual
-                            },
-                            &mut nth
-                        );
-                        Ok(self.ev(
-                            end,
-                            Event::Meta {
-                                key: &input[13..k_end],
-                                value: &input[k_end + 4..end],
-                            },
-                        ))
-                    }
-                    _ => {
-                        if self.config.unknown_v2 == Check::Error {
-                            return Err(self.err(ErrorKind::UnknownTag {
-                                tag: t,
-                                zone: Zone::ImageHeader,
-                            }));
-                        }
-                        self.state = State::ImageSkip { remaining: len };
-                        Ok(self.ev(
-                            9,
-                            Event::Unknown {
-                                tag: t,
-                                len: Some(len),
-                            },
-                        ))
-                    }
-                }
-            }
+            State::ImageTag => self.image_tag(input, eof),
             State::ImageSkip { remaining } | State::Skip { remaining } => {
-                if remaining == 0 {
-                    self.state = if matches!(self.state, State::ImageSkip { .. }) {
-                        State::ImageTag
-                    } else {
-                        State::DiffTag
-                    };
-                    return self.step(input, eof);
-                }
-                if input.is_empty() {
-                    // Like write data: name all the bytes the payload still needs.
-                    return if eof {
-                        Err(self.eof(Expected::UnknownPayload, remaining))
-                    } else {
-                        Ok(Step::NeedMore(1))
-                    };
-                }
-                let take = take_len(remaining, input.len());
-                let left = remaining - take as u64;
-                self.state = match (self.state, left) {
-                    (State::ImageSkip { .. }, 0) => State::ImageTag,
-                    (State::ImageSkip { .. }, r) => State::ImageSkip { remaining: r },
-                    (_, 0) => State::DiffTag,
-                    (_, r) => State::Skip { remaining: r },
-                };
-                Ok(self.ev(take, Event::UnknownData(&input[..take])))
+                self.skip(input, eof, remaining)
             }
-            State::DiffsHeader => {
-                let banner = format::IMAGE_DIFFS_BANNER_V2;
-                let have = input.len().min(banner.len());
-                if input[..have] != banner[..have] {
-                    return Err(self.err(ErrorKind::BadSectionBanner {
-                        expected: Expected::DiffsBanner,
+            State::DiffsHeader => self.diffs_header(input, eof),
+            State::DiffBanner => self.diff_banner(input, eof),
+            State::DiffTag => self.diff_tag(input, eof),
+            State::Data { remaining, offset } => self.data(input, eof, remaining, offset),
+            State::Done => self.done(input),
+        }
+    }
+
+    /// An image v2 header record, or its end.
+    fn image_tag<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
+        need!(self, input, eof, 1, Expected::Tag);
+        let t = input[0];
+        if t == tag::IMAGE_END {
+            self.state = State::DiffsHeader;
+            return Ok(self.ev(1, Event::ImageHeaderEnd));
+        }
+        need!(self, input, eof, 9, Expected::TagLength);
+        let len = le64(&input[1..9]);
+        let mut nth = 0u8;
+        match t {
+            tag::ORDER | tag::FEATURES | tag::STRIPE_UNIT | tag::STRIPE_COUNT => {
+                need!(self, input, eof, 17, Expected::ImageOption);
+                let v = le64(&input[9..17]);
+                verdict!(
+                    self,
+                    self.config.length_mismatch,
+                    len != 8,
+                    ErrorKind::LengthMismatch {
+                        tag: t,
+                        declared: len,
+                        actual: 8
+                    },
+                    &mut nth
+                );
+                let ev = match t {
+                    tag::ORDER => Event::Order(v),
+                    tag::FEATURES => Event::Features(v),
+                    tag::STRIPE_UNIT => Event::StripeUnit(v),
+                    _ => Event::StripeCount(v),
+                };
+                Ok(self.ev(17, ev))
+            }
+            tag::META => {
+                need!(self, input, eof, 13, Expected::ImageMeta);
+                let klen = le32(&input[9..13]);
+                self.meta_len_ok(klen)?;
+                let k_end = 13 + klen as usize;
+                need!(self, input, eof, k_end + 4, Expected::ImageMeta);
+                let vlen = le32(&input[k_end..k_end + 4]);
+                self.meta_len_ok(vlen)?;
+                let end = k_end + 4 + vlen as usize;
+                need!(self, input, eof, end, Expected::ImageMeta);
+                let actual = 8 + u64::from(klen) + u64::from(vlen);
+                verdict!(
+                    self,
+                    self.config.length_mismatch,
+                    len != actual,
+                    ErrorKind::LengthMismatch {
+                        tag: t,
+                        declared: len,
+                        actual
+                    },
+                    &mut nth
+                );
+                Ok(self.ev(
+                    end,
+                    Event::Meta {
+                        key: &input[13..k_end],
+                        value: &input[k_end + 4..end],
+                    },
+                ))
+            }
+            _ => {
+                if self.config.unknown_v2 == Check::Error {
+                    return Err(self.err(ErrorKind::UnknownTag {
+                        tag: t,
+                        zone: Zone::ImageHeader,
                     }));
                 }
-                need!(banner.len(), Expected::DiffsBanner);
-                need!(banner.len() + 8, Expected::DiffCount);
-                let count = le64(&input[19..27]);
-                self.diff_total = count;
-                self.diff_index = 0;
-                self.state = if count == 0 {
+                self.state = State::ImageSkip { remaining: len };
+                Ok(self.ev(
+                    9,
+                    Event::Unknown {
+                        tag: t,
+                        len: Some(len),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The payload of an unknown v2 record (in the image header or a diff).
+    fn skip<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        remaining: u64,
+    ) -> Result<Step<'a>, DecodeError> {
+        if remaining == 0 {
+            self.state = if matches!(self.state, State::ImageSkip { .. }) {
+                State::ImageTag
+            } else {
+                State::DiffTag
+            };
+            return self.step(input, eof);
+        }
+        if input.is_empty() {
+            // Like write data: name all the bytes the payload still needs.
+            return if eof {
+                Err(self.eof(Expected::UnknownPayload, remaining))
+            } else {
+                Ok(Step::NeedMore(1))
+            };
+        }
+        let take = take_len(remaining, input.len());
+        let left = remaining - take as u64;
+        self.state = match (self.state, left) {
+            (State::ImageSkip { .. }, 0) => State::ImageTag,
+            (State::ImageSkip { .. }, r) => State::ImageSkip { remaining: r },
+            (_, 0) => State::DiffTag,
+            (_, r) => State::Skip { remaining: r },
+        };
+        Ok(self.ev(take, Event::UnknownData(&input[..take])))
+    }
+
+    /// The banner and count of the diffs that follow an image v2 header.
+    fn diffs_header<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
+        let banner = format::IMAGE_DIFFS_BANNER_V2;
+        let have = input.len().min(banner.len());
+        if input[..have] != banner[..have] {
+            return Err(self.err(ErrorKind::BadSectionBanner {
+                expected: Expected::DiffsBanner,
+            }));
+        }
+        need!(self, input, eof, banner.len(), Expected::DiffsBanner);
+        need!(self, input, eof, banner.len() + 8, Expected::DiffCount);
+        let count = le64(&input[19..27]);
+        self.diff_total = count;
+        self.diff_index = 0;
+        self.state = if count == 0 {
+            State::Done
+        } else {
+            State::DiffBanner
+        };
+        Ok(self.ev(27, Event::DiffCount(count)))
+    }
+
+    /// The banner of a diff embedded in an image v2 stream.
+    fn diff_banner<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
+        let banner = format::DIFF_BANNER_V2;
+        let have = input.len().min(banner.len());
+        if input[..have] != banner[..have] {
+            return Err(self.err(ErrorKind::BadSectionBanner {
+                expected: Expected::DiffBanner,
+            }));
+        }
+        need!(self, input, eof, banner.len(), Expected::DiffBanner);
+        self.begin_diff(Format::DiffV2, true);
+        Ok(self.ev(
+            12,
+            Event::DiffBegin {
+                index: self.diff_index,
+            },
+        ))
+    }
+
+    /// A diff record: `e`, an unknown tag, or a known record (see
+    /// [`Self::diff_record`]).
+    fn diff_tag<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, DecodeError> {
+        need!(self, input, eof, 1, Expected::Tag);
+        let t = input[0];
+        if t == tag::END {
+            self.state = if self.embedded {
+                self.diff_index += 1;
+                if self.diff_index >= self.diff_total {
                     State::Done
                 } else {
                     State::DiffBanner
+                }
+            } else {
+                State::Done
+            };
+            return Ok(self.ev(1, Event::DiffEnd));
+        }
+        let v2 = self.diff_format == Format::DiffV2;
+        let known = matches!(
+            t,
+            tag::FROM_SNAP | tag::TO_SNAP | tag::PROTECTION | tag::SIZE | tag::WRITE | tag::ZERO
+        );
+        if !known && !v2 {
+            return match self.config.unknown_v1 {
+                UnknownV1::Error => Err(self.err(ErrorKind::UnknownTag {
+                    tag: t,
+                    zone: Zone::DiffV1,
+                })),
+                UnknownV1::SkipByte => Ok(self.ev(1, Event::Unknown { tag: t, len: None })),
+            };
+        }
+        if v2 {
+            need!(self, input, eof, 9, Expected::TagLength);
+        }
+        let len = if v2 { le64(&input[1..9]) } else { 0 };
+        if !known {
+            if self.config.unknown_v2 == Check::Error {
+                return Err(self.err(ErrorKind::UnknownTag {
+                    tag: t,
+                    zone: Zone::DiffV2,
+                }));
+            }
+            self.state = State::Skip { remaining: len };
+            return Ok(self.ev(
+                9,
+                Event::Unknown {
+                    tag: t,
+                    len: Some(len),
+                },
+            ));
+        }
+        let rec = RecordHead {
+            tag: t,
+            head: if v2 { 9 } else { 1 },
+            len,
+            v2,
+        };
+        match t {
+            tag::FROM_SNAP | tag::TO_SNAP => self.snap_name(input, eof, rec),
+            tag::PROTECTION => self.protection(input, eof, rec),
+            tag::SIZE => self.size(input, eof, rec),
+            _ => self.io(input, eof, rec),
+        }
+    }
+
+    /// Header records (`f`, `t`, `p`, `s`) after data records: the first
+    /// check of each of them.
+    fn after_data(&mut self, t: u8, nth: &mut u8) -> Result<Verdict, DecodeError> {
+        self.check(
+            self.config.metadata_after_data,
+            self.diff.seen_data,
+            ErrorKind::MetadataAfterData { tag: t },
+            nth,
+        )
+    }
+
+    /// An `f` or `t` record: a snapshot name.
+    fn snap_name<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        rec: RecordHead,
+    ) -> Result<Step<'a>, DecodeError> {
+        let RecordHead {
+            tag: t,
+            head: h,
+            len,
+            v2,
+        } = rec;
+        let exp = if t == tag::FROM_SNAP {
+            Expected::FromSnapName
+        } else {
+            Expected::ToSnapName
+        };
+        need!(self, input, eof, h + 4, exp);
+        let n = le32(&input[h..h + 4]);
+        if n > self.config.max_name_len {
+            return Err(self.err(ErrorKind::NameTooLong {
+                len: n,
+                max: self.config.max_name_len,
+            }));
+        }
+        let end = h + 4 + n as usize;
+        need!(self, input, eof, end, exp);
+        let mut nth = 0u8;
+        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+            return Ok(self.ev(0, Event::Warning(k)));
+        }
+        let actual = 4 + u64::from(n);
+        verdict!(
+            self,
+            self.config.length_mismatch,
+            v2 && len != actual,
+            ErrorKind::LengthMismatch {
+                tag: t,
+                declared: len,
+                actual
+            },
+            &mut nth
+        );
+        let name = &input[h + 4..end];
+        let ev = if t == tag::FROM_SNAP {
+            Event::FromSnap(name)
+        } else {
+            Event::ToSnap(name)
+        };
+        Ok(self.ev(end, ev))
+    }
+
+    /// A `p` record: the protection flag.
+    fn protection<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        rec: RecordHead,
+    ) -> Result<Step<'a>, DecodeError> {
+        let RecordHead {
+            tag: t,
+            head: h,
+            len,
+            v2,
+        } = rec;
+        need!(self, input, eof, h + 1, Expected::Protection);
+        let mut nth = 0u8;
+        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+            return Ok(self.ev(0, Event::Warning(k)));
+        }
+        // rbd 16.2.15 declares 8 and writes 1 byte; rbd reads 1.
+        verdict!(
+            self,
+            self.config.length_mismatch,
+            v2 && len != 1 && len != format::PROTECTION_DECLARED_LEN,
+            ErrorKind::LengthMismatch {
+                tag: t,
+                declared: len,
+                actual: 1
+            },
+            &mut nth
+        );
+        Ok(self.ev(h + 1, Event::Protection(input[h])))
+    }
+
+    /// An `s` record: the image size.
+    fn size<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        rec: RecordHead,
+    ) -> Result<Step<'a>, DecodeError> {
+        let RecordHead {
+            tag: t,
+            head: h,
+            len,
+            v2,
+        } = rec;
+        need!(self, input, eof, h + 8, Expected::ImageSize);
+        let mut nth = 0u8;
+        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+            return Ok(self.ev(0, Event::Warning(k)));
+        }
+        verdict!(
+            self,
+            self.config.length_mismatch,
+            v2 && len != 8,
+            ErrorKind::LengthMismatch {
+                tag: t,
+                declared: len,
+                actual: 8
+            },
+            &mut nth
+        );
+        let size = le64(&input[h..h + 8]);
+        self.diff.size = Some(size);
+        Ok(self.ev(h + 8, Event::Size(size)))
+    }
+
+    /// A `w` or `z` record's header (a `w`'s payload follows in
+    /// [`State::Data`]).
+    fn io<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        rec: RecordHead,
+    ) -> Result<Step<'a>, DecodeError> {
+        let RecordHead {
+            tag: t,
+            head: h,
+            len,
+            v2,
+        } = rec;
+        need!(self, input, eof, h + 16, Expected::IoLength);
+        let off = le64(&input[h..h + 8]);
+        let n = le64(&input[h + 8..h + 16]);
+        let Some(end) = off.checked_add(n) else {
+            return Err(self.err(ErrorKind::OffsetOverflow {
+                offset: off,
+                len: n,
+            }));
+        };
+        let mut nth = 0u8;
+        verdict!(
+            self,
+            self.config.zero_length,
+            n == 0,
+            ErrorKind::ZeroLength { tag: t },
+            &mut nth
+        );
+        if let Some(prev_end) = self.diff.prev_end {
+            verdict!(
+                self,
+                self.config.order,
+                off < prev_end,
+                ErrorKind::OutOfOrder {
+                    prev_end,
+                    offset: off
+                },
+                &mut nth
+            );
+        }
+        if let Some(size) = self.diff.size {
+            verdict!(
+                self,
+                self.config.beyond_size,
+                end > size,
+                ErrorKind::BeyondSize { end, size },
+                &mut nth
+            );
+        }
+        let actual = if t == tag::WRITE {
+            n.checked_add(16)
+        } else {
+            Some(16)
+        };
+        verdict!(
+            self,
+            self.config.length_mismatch,
+            v2 && Some(len) != actual,
+            ErrorKind::LengthMismatch {
+                tag: t,
+                declared: len,
+                actual: actual.unwrap_or(u64::MAX)
+            },
+            &mut nth
+        );
+        self.diff.prev_end = Some(end);
+        self.diff.seen_data = true;
+        if t == tag::WRITE {
+            if n > 0 {
+                self.state = State::Data {
+                    remaining: n,
+                    offset: off,
                 };
-                Ok(self.ev(27, Event::DiffCount(count)))
             }
-            State::DiffBanner => {
-                let banner = format::DIFF_BANNER_V2;
-                let have = input.len().min(banner.len());
-                if input[..have] != banner[..have] {
-                    return Err(self.err(ErrorKind::BadSectionBanner {
-                        expected: Expected::DiffBanner,
-                    }));
-                }
-                need!(banner.len(), Expected::DiffBanner);
-                self.begin_diff(Format::DiffV2, true);
-                Ok(self.ev(
-                    12,
-                    Event::DiffBegin {
-                        index: self.diff_index,
-                    },
-                ))
+            Ok(self.ev(
+                h + 16,
+                Event::Write {
+                    offset: off,
+                    len: n,
+                },
+            ))
+        } else {
+            Ok(self.ev(
+                h + 16,
+                Event::Zero {
+                    offset: off,
+                    len: n,
+                },
+            ))
+        }
+    }
+
+    /// Payload bytes of a `w` record, as far as `input` reaches.
+    fn data<'a>(
+        &mut self,
+        input: &'a [u8],
+        eof: bool,
+        remaining: u64,
+        offset: u64,
+    ) -> Result<Step<'a>, DecodeError> {
+        if input.is_empty() {
+            return if eof {
+                Err(self.eof(Expected::WriteData, remaining))
+            } else {
+                Ok(Step::NeedMore(1))
+            };
+        }
+        let take = take_len(remaining, input.len());
+        let left = remaining - take as u64;
+        self.state = if left == 0 {
+            State::DiffTag
+        } else {
+            State::Data {
+                remaining: left,
+                offset: offset + take as u64,
             }
-            State::DiffTag => {
-                need!(1, Expected::Tag);
-                let t = input[0];
-                if t == tag::END {
-                    self.state = if self.embedded {
-                        self.diff_index += 1;
-                        if self.diff_index >= self.diff_total {
-                            State::Done
-                        } else {
-                            State::DiffBanner
-                        }
-                    } else {
-                        State::Done
-                    };
-                    return Ok(self.ev(1, Event::DiffEnd));
-                }
-                let v2 = self.diff_format == Format::DiffV2;
-                let h = if v2 { 9 } else { 1 };
-                let known = matches!(
-                    t,
-                    tag::FROM_SNAP
-                        | tag::TO_SNAP
-                        | tag::PROTECTION
-                        | tag::SIZE
-                        | tag::WRITE
-                        | tag::ZERO
-                );
-                if !known && !v2 {
-                    return match self.config.unknown_v1 {
-                        UnknownV1::Error => Err(self.err(ErrorKind::UnknownTag {
-                            tag: t,
-                            zone: Zone::DiffV1,
-                        })),
-                        UnknownV1::SkipByte => Ok(self.ev(1, Event::Unknown { tag: t, len: None })),
-                    };
-                }
-                if v2 {
-                    need!(9, Expected::TagLength);
-                }
-                let len = if v2 { le64(&input[1..9]) } else { 0 };
-                if !known {
-                    if self.config.unknown_v2 == Check::Error {
-                        return Err(self.err(ErrorKind::UnknownTag {
-                            tag: t,
-                            zone: Zone::DiffV2,
-                        }));
-                    }
-                    self.state = State::Skip { remaining: len };
-                    return Ok(self.ev(
-                        9,
-                        Event::Unknown {
-                            tag: t,
-                            len: Some(len),
-                        },
-                    ));
-                }
-                let mut nth = 0u8;
-                // Header records (f, t, p, s) after data records.
-                macro_rules! after_data {
-                    () => {
-                        verdict!(
-                            self.config.metadata_after_data,
-                            self.diff.seen_data,
-                            ErrorKind::MetadataAfterData { tag: t },
-                            &mut nth
-                        );
-                    };
-                }
-                match t {
-                    tag::FROM_SNAP | tag::TO_SNAP => {
-                        let exp = if t == tag::FROM_SNAP {
-                            Expected::FromSnapName
-                        } else {
-                            Expected::ToSnapName
-                        };
-                        need!(h + 4, exp);
-                        let n = le32(&input[h..h + 4]);
-                        if n > self.config.max_name_len {
-                            return Err(self.err(ErrorKind::NameTooLong {
-                                len: n,
-                                max: self.config.max_name_len,
-                            }));
-                        }
-                        let end = h + 4 + n as usize;
-                        need!(end, exp);
-                        after_data!();
-                        let actual = 4 + u64::from(n);
-                        verdict!(
-                            self.config.length_mismatch,
-                            v2 && len != actual,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual
-                            },
-                            &mut nth
-                        );
-                        let name = &input[h + 4..end];
-                        let ev = if t == tag::FROM_SNAP {
-                            Event::FromSnap(name)
-                        } else {
-                            Event::ToSnap(name)
-                        };
-                        Ok(self.ev(end, ev))
-                    }
-                    tag::PROTECTION => {
-                        need!(h + 1, Expected::Protection);
-                        after_data!();
-                        // rbd 16.2.15 declares 8 and writes 1 byte; rbd reads 1.
-                        verdict!(
-                            self.config.length_mismatch,
-                            v2 && len != 1 && len != format::PROTECTION_DECLARED_LEN,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual: 1
-                            },
-                            &mut nth
-                        );
-                        Ok(self.ev(h + 1, Event::Protection(input[h])))
-                    }
-                    tag::SIZE => {
-                        need!(h + 8, Expected::ImageSize);
-                        after_data!();
-                        verdict!(
-                            self.config.length_mismatch,
-                            v2 && len != 8,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual: 8
-                            },
-                            &mut nth
-                        );
-                        let size = le64(&input[h..h + 8]);
-                        self.diff.size = Some(size);
-                        Ok(self.ev(h + 8, Event::Size(size)))
-                    }
-                    _ => {
-                        // w or z
-                        need!(h + 16, Expected::IoLength);
-                        let off = le64(&input[h..h + 8]);
-                        let n = le64(&input[h + 8..h + 16]);
-                        let Some(end) = off.checked_add(n) else {
-                            return Err(self.err(ErrorKind::OffsetOverflow {
-                                offset: off,
-                                len: n,
-                            }));
-                        };
-                        verdict!(
-                            self.config.zero_length,
-                            n == 0,
-                            ErrorKind::ZeroLength { tag: t },
-                            &mut nth
-                        );
-                        if let Some(prev_end) = self.diff.prev_end {
-                            verdict!(
-                                self.config.order,
-                                off < prev_end,
-                                ErrorKind::OutOfOrder {
-                                    prev_end,
-                                    offset: off
-                                },
-                                &mut nth
-                            );
-                        }
-                        if let Some(size) = self.diff.size {
-                            verdict!(
-                                self.config.beyond_size,
-                                end > size,
-                                ErrorKind::BeyondSize { end, size },
-                                &mut nth
-                            );
-                        }
-                        let actual = if t == tag::WRITE {
-                            n.checked_add(16)
-                        } else {
-                            Some(16)
-                        };
-                        verdict!(
-                            self.config.length_mismatch,
-                            v2 && Some(len) != actual,
-                            ErrorKind::LengthMismatch {
-                                tag: t,
-                                declared: len,
-                                actual: actual.unwrap_or(u64::MAX)
-                            },
-                            &mut nth
-                        );
-                        self.diff.prev_end = Some(end);
-                        self.diff.seen_data = true;
-                        if t == tag::WRITE {
-                            if n > 0 {
-                                self.state = State::Data {
-                                    remaining: n,
-                                    offset: off,
-                                };
-                            }
-                            Ok(self.ev(
-                                h + 16,
-                                Event::Write {
-                                    offset: off,
-                                    len: n,
-                                },
-                            ))
-                        } else {
-                            Ok(self.ev(
-                                h + 16,
-                                Event::Zero {
-                                    offset: off,
-                                    len: n,
-                                },
-                            ))
-                        }
-                    }
-                }
+        };
+        Ok(self.ev(
+            take,
+            Event::Data {
+                offset,
+                bytes: &input[..take],
+            },
+        ))
+    }
+
+    /// After the end of the stream: trailing bytes, per [`Config::trailing`].
+    fn done<'a>(&mut self, input: &'a [u8]) -> Result<Step<'a>, DecodeError> {
+        if input.is_empty() {
+            return Ok(Step::Done);
+        }
+        match self.config.trailing {
+            Check::Error => Err(self.err(ErrorKind::TrailingBytes)),
+            Check::Warn if !self.trailing_warned => {
+                self.trailing_warned = true;
+                Ok(self.ev(0, Event::Warning(ErrorKind::TrailingBytes)))
             }
-            State::Data { remaining, offset } => {
-                if input.is_empty() {
-                    return if eof {
-                        Err(self.eof(Expected::WriteData, remaining))
-                    } else {
-                        Ok(Step::NeedMore(1))
-                    };
-                }
-                let take = take_len(remaining, input.len());
-                let left = remaining - take as u64;
-                self.state = if left == 0 {
-                    State::DiffTag
-                } else {
-                    State::Data {
-                        remaining: left,
-                        offset: offset + take as u64,
-                    }
-                };
-                Ok(self.ev(
-                    take,
-                    Event::Data {
-                        offset,
-                        bytes: &input[..take],
-                    },
-                ))
-            }
-            State::Done => {
-                if input.is_empty() {
-                    return Ok(Step::Done);
-                }
-                match self.config.trailing {
-                    Check::Error => Err(self.err(ErrorKind::TrailingBytes)),
-                    Check::Warn if !self.trailing_warned => {
-                        self.trailing_warned = true;
-                        Ok(self.ev(0, Event::Warning(ErrorKind::TrailingBytes)))
-                    }
-                    _ => Ok(self.ev(input.len(), Event::Trailing(input))),
-                }
-            }
+            _ => Ok(self.ev(input.len(), Event::Trailing(input))),
         }
     }
 
