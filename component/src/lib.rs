@@ -18,8 +18,8 @@ wit_bindgen::generate!({
 use convert::{EventList, decode_error, options_config, summary};
 use core::cell::RefCell;
 use exports::rbdiff::codec::codec as wit;
-use rbdiff::inspect::{InspectOptions, Inspector};
-use rbdiff::{DecodeError, Decoder, Pump, PumpError};
+use rbdiff::DecodeError;
+use rbdiff::inspect::{InspectOptions, InspectSession};
 
 /// The exported component.
 pub struct Component;
@@ -67,77 +67,34 @@ pub fn rbdiff_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-/// A pump, an inspector and the sticky error: the state of one decoder.
-struct DecodeState {
-    pump: Pump,
-    insp: Inspector,
-    error: Option<DecodeError>,
-    ended: bool,
-}
+/// The state of one decoder: the crate's inspection session.
+struct DecodeState(InspectSession);
 
 impl DecodeState {
     fn new(options: &wit::Options) -> Self {
-        DecodeState {
-            pump: Pump::new(Decoder::new(options_config(options))),
-            insp: Inspector::new(InspectOptions {
+        DecodeState(InspectSession::new(
+            options_config(options),
+            InspectOptions {
                 max_records: options.max_records as usize,
                 max_warnings: options.max_warnings as usize,
-            }),
-            error: None,
-            ended: false,
-        }
-    }
-
-    fn feed(&mut self, chunk: &[u8], eof: bool, out: &mut EventList) -> Result<(), DecodeError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        let insp = &mut self.insp;
-        let r = self.pump.feed_raw(
-            chunk,
-            eof,
-            |offset, ev, raw| -> Result<(), core::convert::Infallible> {
-                // `event_raw` also checks rbdiff's integrity data, if any.
-                insp.event_raw(offset, &ev, raw);
-                out.push(offset, &ev);
-                Ok(())
             },
-        );
-        match r {
-            Ok(done) => {
-                if done {
-                    self.insp.done();
-                }
-                Ok(())
-            }
-            Err(PumpError::Decode(e)) => {
-                self.insp.error(&e);
-                self.error = Some(e);
-                Err(e)
-            }
-            Err(PumpError::Handler(never)) => match never {},
-        }
+        ))
     }
 
     fn push(&mut self, chunk: &[u8], out: &mut EventList) -> Result<(), DecodeError> {
         // After a successful `end` the decoder is done: more bytes decode as
         // trailing bytes (a warning or an error, as configured).
-        self.feed(chunk, false, out)
+        self.0
+            .feed_with(chunk, false, |offset, ev, _| out.push(offset, ev))
+            .map(|_| ())
     }
 
     fn end(&mut self, out: &mut EventList) -> Result<(), DecodeError> {
-        if self.ended {
-            return match self.error {
-                Some(e) => Err(e),
-                None => Ok(()),
-            };
-        }
-        self.ended = true;
-        self.feed(&[], true, out)
+        self.0.end_with(|offset, ev, _| out.push(offset, ev))
     }
 
     fn summary(&self) -> rbdiff::inspect::Summary {
-        self.insp.clone().finish(self.pump.position())
+        self.0.summary(self.0.position())
     }
 }
 
@@ -179,7 +136,7 @@ impl wit::GuestDecoder for DecoderResource {
     }
 
     fn position(&self) -> u64 {
-        self.0.borrow().pump.position()
+        self.0.borrow().0.position()
     }
 }
 

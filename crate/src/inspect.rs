@@ -1,10 +1,11 @@
 //! What a stream holds: a summary built from decoder events, shared by the
 //! CLI's `inspect`, the browser viewer and the component.
 
-use crate::decode::Event;
+use crate::decode::{Config, Decoder, Event};
 use crate::error::{DecodeError, ErrorKind};
 use crate::format::Format;
 use crate::integrity::StreamVerifier;
+use crate::pump::{Pump, PumpError};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -441,5 +442,140 @@ impl Inspector {
         self.s.stream_bytes = stream_bytes;
         self.s.valid = self.done && self.s.error.is_none();
         self.s
+    }
+}
+
+/// One stream being inspected, fed in chunks: the [`Pump`], the
+/// [`Inspector`] and the error that stopped decoding (sticky: once a
+/// stream failed, every later feed returns the same error). The driver the
+/// CLI's `inspect`, the browser viewer and the component share; they only
+/// read their input and show the [`Summary`].
+#[derive(Clone, Debug)]
+pub struct InspectSession {
+    pump: Pump,
+    insp: Inspector,
+    error: Option<DecodeError>,
+    integrity: bool,
+    ended: bool,
+    fed: u64,
+}
+
+impl InspectSession {
+    /// A session at the start of a stream, decoding with `config`.
+    pub fn new(config: Config, opts: InspectOptions) -> Self {
+        InspectSession {
+            pump: Pump::new(Decoder::new(config)),
+            insp: Inspector::new(opts),
+            error: None,
+            integrity: true,
+            ended: false,
+            fed: 0,
+        }
+    }
+
+    /// Whether the integrity data a diff carries is checked against the
+    /// stream's bytes (on by default; off, the stream is not hashed and
+    /// [`DiffSummary::integrity`] stays `None`).
+    #[must_use]
+    pub fn check_integrity(mut self, on: bool) -> Self {
+        self.integrity = on;
+        self
+    }
+
+    /// Feeds the next chunk (`eof`: nothing follows it). Returns `true` once
+    /// the stream is complete, or the error that stopped it.
+    pub fn feed(&mut self, chunk: &[u8], eof: bool) -> Result<bool, DecodeError> {
+        self.feed_with(chunk, eof, |_, _, _| {})
+    }
+
+    /// [`feed`](Self::feed), also handing `on` every event with its stream
+    /// offset and the raw bytes the decoder consumed for it, after the
+    /// inspector saw it.
+    pub fn feed_with<F>(&mut self, chunk: &[u8], eof: bool, mut on: F) -> Result<bool, DecodeError>
+    where
+        F: FnMut(u64, &Event<'_>, &[u8]),
+    {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.fed += chunk.len() as u64;
+        self.ended |= eof;
+        let (insp, integrity) = (&mut self.insp, self.integrity);
+        let r = self.pump.feed_raw(chunk, eof, |offset, ev, raw| {
+            if integrity {
+                insp.event_raw(offset, &ev, raw);
+            } else {
+                insp.event(offset, &ev);
+            }
+            on(offset, &ev, raw);
+            Ok::<(), core::convert::Infallible>(())
+        });
+        match r {
+            Ok(done) => {
+                if done {
+                    self.insp.done();
+                }
+                Ok(done)
+            }
+            Err(PumpError::Decode(e)) => {
+                self.insp.error(&e);
+                self.error = Some(e);
+                Err(e)
+            }
+            Err(PumpError::Handler(never)) => match never {},
+        }
+    }
+
+    /// Ends the stream (a truncated stream fails here), once: later calls
+    /// return the same result without feeding again.
+    pub fn end_with<F>(&mut self, on: F) -> Result<(), DecodeError>
+    where
+        F: FnMut(u64, &Event<'_>, &[u8]),
+    {
+        if self.ended {
+            return self.error.map_or(Ok(()), Err);
+        }
+        self.feed_with(&[], true, on).map(|_| ())
+    }
+
+    /// [`end_with`](Self::end_with) without a callback.
+    pub fn end(&mut self) -> Result<(), DecodeError> {
+        self.end_with(|_, _, _| {})
+    }
+
+    /// The error that stopped decoding, if any.
+    pub fn error(&self) -> Option<&DecodeError> {
+        self.error.as_ref()
+    }
+
+    /// True once the stream ended and every byte fed was decoded.
+    pub fn is_done(&self) -> bool {
+        self.pump.is_done()
+    }
+
+    /// Stream offset of the next byte the decoder consumes.
+    pub fn position(&self) -> u64 {
+        self.pump.position()
+    }
+
+    /// Bytes fed until decoding stopped (the chunk that failed included).
+    pub fn bytes_fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// The inspector (the summary so far, the diff being decoded).
+    pub fn inspector(&self) -> &Inspector {
+        &self.insp
+    }
+
+    /// The summary as it stands, `stream_bytes` being the bytes read (see
+    /// [`Inspector::finish`]); the session goes on.
+    pub fn summary(&self, stream_bytes: u64) -> Summary {
+        self.insp.clone().finish(stream_bytes)
+    }
+
+    /// The final summary, `stream_bytes` being the bytes read.
+    pub fn finish(self, stream_bytes: u64) -> Summary {
+        self.insp.finish(stream_bytes)
     }
 }

@@ -87,6 +87,8 @@ pub use encode::{DiffHeader, EncodeError, Encoder, ImageHeader, Misuse, Sink};
 pub use error::{DecodeError, ErrorKind, Expected, Zone};
 pub use format::Format;
 #[cfg(feature = "alloc")]
+pub use inspect::InspectSession;
+#[cfg(feature = "alloc")]
 pub use pump::{Pump, PumpError};
 #[cfg(feature = "std")]
 pub use reader::{EventReader, PIECE_ALIGN, ReadError};

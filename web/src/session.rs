@@ -1,7 +1,7 @@
 //! A streaming inspection session: decoder, summary and a compact record table.
 
-use rbdiff::inspect::{InspectOptions, Inspector, RecordSummary, Summary};
-use rbdiff::{Config, DecodeError, Decoder, Event, Pump, PumpError};
+use rbdiff::inspect::{InspectOptions, InspectSession, RecordSummary, Summary};
+use rbdiff::{Config, DecodeError, Event};
 use serde::{Deserialize, Serialize};
 
 /// Kind code of a `w` record in [`Session::rows`].
@@ -161,8 +161,9 @@ pub struct RowDetail {
 #[derive(Debug)]
 pub struct Session {
     opts: SessionOptions,
-    pump: Pump,
-    insp: Option<Inspector>,
+    /// The crate's session (decoder, inspector, sticky error) until
+    /// [`finish`](Self::finish) takes it.
+    insp: Option<InspectSession>,
     rows: Rows,
     diffs: Vec<DiffRows>,
     /// Row whose header length is known once the next event arrives.
@@ -179,11 +180,13 @@ impl Session {
     pub fn new(opts: SessionOptions) -> Self {
         Session {
             opts,
-            pump: Pump::new(Decoder::new(opts.policy.config())),
-            insp: Some(Inspector::new(InspectOptions {
-                max_records: 0,
-                ..InspectOptions::default()
-            })),
+            insp: Some(InspectSession::new(
+                opts.policy.config(),
+                InspectOptions {
+                    max_records: 0,
+                    ..InspectOptions::default()
+                },
+            )),
             rows: Rows::default(),
             diffs: Vec::new(),
             pending: None,
@@ -197,7 +200,9 @@ impl Session {
 
     /// True once the stream ended, failed or was finished.
     pub fn stopped(&self) -> bool {
-        self.summary.is_some() || self.error.is_some() || self.pump.is_done()
+        self.summary.is_some()
+            || self.error.is_some()
+            || self.insp.as_ref().is_some_and(InspectSession::is_done)
     }
 
     /// Feed the next chunk (`eof`: nothing follows). Returns `true` when
@@ -218,12 +223,11 @@ impl Session {
         let dropped = &mut self.rows_dropped;
         let live = &mut self.live;
         let max_rows = self.opts.max_rows;
-        let r = self.pump.feed_raw(chunk, eof, |at, ev, raw| {
+        let r = insp.feed_with(chunk, eof, |at, ev, _| {
             if let Some(row) = pending.take() {
                 rows.head[row] = u8::try_from(at - rows.at[row]).unwrap_or(u8::MAX);
             }
-            insp.event_raw(at, &ev, raw);
-            let rec = match ev {
+            let rec = match *ev {
                 Event::Banner(f) => {
                     live.format = Some(f.name());
                     if f != rbdiff::Format::ImageV2 {
@@ -278,20 +282,17 @@ impl Session {
                     *dropped = true;
                 }
             }
-            Ok::<(), core::convert::Infallible>(())
         });
         match r {
             Ok(_) => false,
-            Err(PumpError::Decode(e)) => {
+            Err(e) => {
                 if let Some(row) = self.pending.take() {
                     let head = e.offset.saturating_sub(self.rows.at[row]);
                     self.rows.head[row] = u8::try_from(head).unwrap_or(u8::MAX);
                 }
-                insp.error(&e);
                 self.error = Some(e);
                 true
             }
-            Err(PumpError::Handler(never)) => match never {},
         }
     }
 
@@ -301,15 +302,12 @@ impl Session {
         if self.summary.is_some() {
             return;
         }
-        if self.error.is_none() && !self.pump.is_done() {
+        if !self.stopped() {
             self.push(&[], true);
         }
-        let Some(mut insp) = self.insp.take() else {
+        let Some(insp) = self.insp.take() else {
             return;
         };
-        if self.error.is_none() && self.pump.is_done() {
-            insp.done();
-        }
         let mut s = insp.finish(self.fed);
         for d in &mut s.diffs {
             d.records_truncated = false;

@@ -4,9 +4,9 @@ use super::{input_len, open_input, read_chunks};
 use crate::errors::{EBADMSG, EINVAL, Fail, io_errno};
 use crate::progress::{Progress, ProgressFlags};
 use crate::store::feature_names;
-use rbdiff::inspect::{InspectOptions, Inspector, Summary};
+use rbdiff::inspect::{InspectOptions, InspectSession, Summary};
 use rbdiff::integrity::StreamVerifier;
-use rbdiff::{Config, DecodeError, Decoder, Pump, PumpError};
+use rbdiff::{Config, DecodeError};
 use std::io::Write;
 
 const EXAMPLES: &str = "\
@@ -55,26 +55,6 @@ pub fn summarize(
 
 /// [`summarize`], also feeding every event to `extra` (a verifier with a
 /// sidecar's manifest).
-/// One decoded event into the summary (checking integrity data against the
-/// raw bytes when `check`) and the optional sidecar verifier.
-fn on_event(
-    insp: &mut Inspector,
-    extra: Option<&mut StreamVerifier>,
-    check: bool,
-    off: u64,
-    ev: &rbdiff::Event<'_>,
-    raw: &[u8],
-) {
-    if check {
-        insp.event_raw(off, ev, raw);
-    } else {
-        insp.event(off, ev);
-    }
-    if let Some(v) = extra {
-        v.event(off, ev, raw);
-    }
-}
-
 pub fn summarize_with(
     path: &str,
     config: Config,
@@ -86,26 +66,21 @@ pub fn summarize_with(
         .map_err(|e| Fail::new(io_errno(&e), format!("rbd: error opening {path}")))?;
     let total = input_len(path);
     let mut prog = Progress::new("Inspecting", progress);
-    let mut pump = Pump::new(Decoder::new(config));
-    let mut insp = Inspector::new(opts);
     // Integrity data is checked against every byte; a regular file that
     // carries none (nothing at its end) is not hashed.
     let check = extra.is_some() || crate::integ::may_carry(path);
+    let mut session = InspectSession::new(config, opts).check_integrity(check);
+    let mut on = |off: u64, ev: &rbdiff::Event<'_>, raw: &[u8]| {
+        if let Some(v) = extra.as_deref_mut() {
+            v.event(off, ev, raw);
+        }
+    };
     let mut buf = vec![0u8; 1 << 20];
-    let mut err: Option<DecodeError> = None;
     let mut read = 0u64;
     let res = read_chunks(&mut *input, &mut buf, |chunk| {
         read += chunk.len() as u64;
-        if err.is_none() {
-            let r = pump.feed_raw(chunk, false, |off, ev, raw| {
-                on_event(&mut insp, extra.as_deref_mut(), check, off, &ev, raw);
-                Ok::<(), ()>(())
-            });
-            if let Err(PumpError::Decode(e)) = r {
-                insp.error(&e);
-                err = Some(e);
-            }
-        }
+        // After an error the rest is only counted.
+        let _ = session.feed_with(chunk, false, &mut on);
         if let Some(t) = total {
             prog.update(read, t);
         }
@@ -118,22 +93,9 @@ pub fn summarize_with(
             format!("rbd: error reading {path}: {e}"),
         ));
     }
-    if err.is_none() {
-        match pump.feed_raw(&[], true, |off, ev, raw| {
-            on_event(&mut insp, extra.as_deref_mut(), check, off, &ev, raw);
-            Ok::<(), ()>(())
-        }) {
-            Ok(true) => insp.done(),
-            Ok(false) => {}
-            Err(PumpError::Decode(e)) => {
-                insp.error(&e);
-                err = Some(e);
-            }
-            Err(PumpError::Handler(())) => {}
-        }
-    }
+    let err = session.end_with(&mut on).err();
     prog.finish(err.is_none());
-    Ok((insp.finish(read), err))
+    Ok((session.finish(read), err))
 }
 
 fn yn(b: bool) -> &'static str {
