@@ -63,6 +63,7 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod apply;
+pub mod chain;
 pub mod decode;
 pub mod encode;
 pub mod error;

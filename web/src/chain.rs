@@ -1,7 +1,7 @@
 //! Ordering dropped diffs into a chain and checking it before a merge.
 //!
-//! Diffs link when one's to-snapshot is the next one's from-snapshot (rbd
-//! compares names as strings; merge-diff also accepts two missing names).
+//! Diffs link when one's to-snapshot is the next one's from-snapshot
+//! ([`rbdiff::chain::follows`]: names compared as rbd does).
 //! A diff without `f` starts at image creation, a diff without `t` ends at
 //! the image head.
 
@@ -65,8 +65,8 @@ pub struct Plan {
     pub size: Option<u64>,
 }
 
-fn snap(n: &Option<String>) -> &str {
-    n.as_deref().unwrap_or("")
+fn name(n: &Option<String>) -> Option<&[u8]> {
+    n.as_deref().map(str::as_bytes)
 }
 
 fn show(n: &Option<String>, none: &str) -> String {
@@ -159,7 +159,7 @@ pub fn plan(entries: &[Entry]) -> Plan {
     }
     for w in ordered.windows(2) {
         let (a, b) = (w[0], w[1]);
-        let names_match = snap(&a.to) == snap(&b.from);
+        let names_match = rbdiff::chain::follows(name(&a.to), name(&b.from));
         if !names_match {
             p.problems.push(format!(
                 "{} ends at {} but {} starts at {}",

@@ -197,22 +197,20 @@ fn phase_of(e: &DecodeError, header_done: bool) -> Phase {
 }
 
 /// Checks that each input's from-snapshot is the previous input's
-/// to-snapshot (compared as rbd does: a missing name equals an empty one).
+/// to-snapshot ([`crate::chain`]).
 pub fn check_chain(headers: &[InputHeader]) -> Result<(), MergeStreamError> {
-    let name = |n: &Option<Vec<u8>>| n.clone().unwrap_or_default();
-    for i in 1..headers.len() {
-        if name(&headers[i - 1].to) != name(&headers[i].from) {
-            return Err(MergeStreamError::new(
-                Some(i),
-                Phase::Header,
-                MergeErrorKind::Chain {
-                    prev_to: headers[i - 1].to.clone(),
-                    from: headers[i].from.clone(),
-                },
-            ));
-        }
+    let ends = headers.iter().map(|h| (h.from.as_deref(), h.to.as_deref()));
+    match crate::chain::breaks(ends).next() {
+        None => Ok(()),
+        Some(i) => Err(MergeStreamError::new(
+            Some(i),
+            Phase::Header,
+            MergeErrorKind::Chain {
+                prev_to: headers[i - 1].to.clone(),
+                from: headers[i].from.clone(),
+            },
+        )),
     }
-    Ok(())
 }
 
 /// One input: its decoder and the bytes pushed but not decoded yet.

@@ -194,18 +194,22 @@ impl Report {
 
     /// Each diff starts where the previous one ends.
     fn check_chain(&mut self) {
-        let mut found = Vec::new();
-        for w in self.links.windows(2) {
-            if w[0].to.as_deref().unwrap_or("") != w[1].from.as_deref().unwrap_or("") {
-                found.push(format!(
-                    "{} starts at {} but {} ends at {}",
-                    w[1].name,
-                    q(&w[1].from),
-                    w[0].name,
-                    q(&w[0].to)
-                ));
-            }
+        fn name(n: &Option<String>) -> Option<&[u8]> {
+            n.as_deref().map(str::as_bytes)
         }
+        let ends = self.links.iter().map(|l| (name(&l.from), name(&l.to)));
+        let found: Vec<String> = rbdiff::chain::breaks(ends)
+            .map(|i| {
+                let (a, b) = (&self.links[i - 1], &self.links[i]);
+                format!(
+                    "{} starts at {} but {} ends at {}",
+                    b.name,
+                    q(&b.from),
+                    a.name,
+                    q(&a.to)
+                )
+            })
+            .collect();
         for f in found {
             self.problem(EINVAL, f);
         }
