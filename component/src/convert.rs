@@ -2,35 +2,29 @@
 
 use crate::exports::rbdiff::codec::codec as wit;
 use crate::merge::{MergeFailure, MergeFailureKind};
-use rbdiff::inspect::{self, Finding, InspectOptions, kind_name};
+use rbdiff::inspect::{self, Finding, InspectOptions};
 use rbdiff::merge::Phase;
-use rbdiff::{Config, DecodeError, ErrorKind, Event, Format, FormatSet};
+use rbdiff::{Config, DecodeError, ErrorCode, Event, Format, FormatSet};
 
-/// The WIT error kind of a codec error kind: the enum case named
-/// [`kind_name`] (checked by the unit tests).
-pub fn error_kind(kind: &ErrorKind) -> wit::ErrorKind {
-    error_kind_by_name(kind_name(kind))
-}
-
-fn error_kind_by_name(name: &str) -> wit::ErrorKind {
+/// The WIT error kind of a codec error code: the enum case of the same
+/// name (checked by the unit tests).
+pub fn error_kind(code: ErrorCode) -> wit::ErrorKind {
+    use ErrorCode as C;
     use wit::ErrorKind as K;
-    match name {
-        "bad-banner" => K::BadBanner,
-        "bad-section-banner" => K::BadSectionBanner,
-        "unexpected-eof" => K::UnexpectedEof,
-        "unknown-tag" => K::UnknownTag,
-        "name-too-long" => K::NameTooLong,
-        "meta-too-long" => K::MetaTooLong,
-        "zero-length" => K::ZeroLength,
-        "offset-overflow" => K::OffsetOverflow,
-        "beyond-size" => K::BeyondSize,
-        "out-of-order" => K::OutOfOrder,
-        "metadata-after-data" => K::MetadataAfterData,
-        "length-mismatch" => K::LengthMismatch,
-        "trailing-bytes" => K::TrailingBytes,
-        // `kind_name` is exhaustive over `ErrorKind`; a new kind in the crate
-        // needs a new WIT case (tests/kind_names catches a missing one).
-        other => panic!("rbdiff error kind {other:?} has no WIT case"),
+    match code {
+        C::BadBanner => K::BadBanner,
+        C::BadSectionBanner => K::BadSectionBanner,
+        C::UnexpectedEof => K::UnexpectedEof,
+        C::UnknownTag => K::UnknownTag,
+        C::NameTooLong => K::NameTooLong,
+        C::MetaTooLong => K::MetaTooLong,
+        C::ZeroLength => K::ZeroLength,
+        C::OffsetOverflow => K::OffsetOverflow,
+        C::BeyondSize => K::BeyondSize,
+        C::OutOfOrder => K::OutOfOrder,
+        C::MetadataAfterData => K::MetadataAfterData,
+        C::LengthMismatch => K::LengthMismatch,
+        C::TrailingBytes => K::TrailingBytes,
     }
 }
 
@@ -38,7 +32,7 @@ fn error_kind_by_name(name: &str) -> wit::ErrorKind {
 pub fn decode_error(e: &DecodeError) -> wit::DecodeError {
     wit::DecodeError {
         offset: e.offset,
-        kind: error_kind(&e.kind),
+        kind: error_kind(e.kind.code()),
         message: e.kind.to_string(),
     }
 }
@@ -46,7 +40,7 @@ pub fn decode_error(e: &DecodeError) -> wit::DecodeError {
 fn finding(f: &Finding) -> wit::DecodeError {
     wit::DecodeError {
         offset: f.offset,
-        kind: error_kind_by_name(&f.kind),
+        kind: error_kind(f.kind),
         message: f.message.clone(),
     }
 }
@@ -294,7 +288,7 @@ pub fn merge_error(e: &MergeFailure) -> wit::MergeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rbdiff::{Expected, Zone};
+    use rbdiff::{ErrorKind, Expected, Zone};
 
     /// Every codec error kind maps to the WIT case of the same name.
     #[test]
@@ -348,9 +342,13 @@ mod tests {
             .map(|l| l.trim_end_matches(','))
             .collect();
         assert_eq!(cases.len(), kinds.len(), "{cases:?}");
+        assert_eq!(ErrorCode::ALL.len(), kinds.len());
         for k in &kinds {
-            let i = error_kind(k) as usize;
-            assert_eq!(cases[i], kind_name(k), "{k:?}");
+            let i = error_kind(k.code()) as usize;
+            assert_eq!(cases[i], k.code().as_str(), "{k:?}");
+        }
+        for c in ErrorCode::ALL {
+            assert_eq!(cases[error_kind(c) as usize], c.as_str());
         }
     }
 }

@@ -177,6 +177,110 @@ pub enum ErrorKind {
     TrailingBytes,
 }
 
+/// The kind of an [`ErrorKind`] without its details, with a stable name
+/// ([`as_str`](Self::as_str), kebab-case: `unexpected-eof`, `unknown-tag`,
+/// …): what front ends map to their own error types (the component's WIT
+/// `error-kind` has one case per code) and what JSON output names.
+///
+/// Exhaustive on purpose: a new code is a new case in every mapping (the
+/// compiler finds them), not a string that some front end fails to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum ErrorCode {
+    /// The banner is not one that was expected. `found` holds the first bytes read.
+    BadBanner,
+    /// A section banner inside an image v2 stream is wrong.
+    BadSectionBanner,
+    /// The stream ended in the middle of an item.
+    UnexpectedEof,
+    /// A tag that is not valid in this zone.
+    UnknownTag,
+    /// A snapshot name longer than the configured limit.
+    NameTooLong,
+    /// An image-meta key or value longer than the configured limit.
+    MetaTooLong,
+    /// A `w` or `z` record of length 0 (rbd merge-diff rejects these).
+    ZeroLength,
+    /// `offset + length` does not fit in 64 bits.
+    OffsetOverflow,
+    /// A record reaches past the image size given by the `s` record.
+    BeyondSize,
+    /// A record starts before the previous one ended (unsorted or overlapping).
+    OutOfOrder,
+    /// A header record (`f`, `t`, `p`, `s`) after data records.
+    MetadataAfterData,
+    /// A v2 record whose declared length does not match its layout.
+    LengthMismatch,
+    /// Bytes after the end of the stream.
+    TrailingBytes,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadBanner,
+        ErrorCode::BadSectionBanner,
+        ErrorCode::UnexpectedEof,
+        ErrorCode::UnknownTag,
+        ErrorCode::NameTooLong,
+        ErrorCode::MetaTooLong,
+        ErrorCode::ZeroLength,
+        ErrorCode::OffsetOverflow,
+        ErrorCode::BeyondSize,
+        ErrorCode::OutOfOrder,
+        ErrorCode::MetadataAfterData,
+        ErrorCode::LengthMismatch,
+        ErrorCode::TrailingBytes,
+    ];
+
+    /// The stable kebab-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadBanner => "bad-banner",
+            ErrorCode::BadSectionBanner => "bad-section-banner",
+            ErrorCode::UnexpectedEof => "unexpected-eof",
+            ErrorCode::UnknownTag => "unknown-tag",
+            ErrorCode::NameTooLong => "name-too-long",
+            ErrorCode::MetaTooLong => "meta-too-long",
+            ErrorCode::ZeroLength => "zero-length",
+            ErrorCode::OffsetOverflow => "offset-overflow",
+            ErrorCode::BeyondSize => "beyond-size",
+            ErrorCode::OutOfOrder => "out-of-order",
+            ErrorCode::MetadataAfterData => "metadata-after-data",
+            ErrorCode::LengthMismatch => "length-mismatch",
+            ErrorCode::TrailingBytes => "trailing-bytes",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ErrorKind {
+    /// The kind without its details.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            ErrorKind::BadBanner { .. } => ErrorCode::BadBanner,
+            ErrorKind::BadSectionBanner { .. } => ErrorCode::BadSectionBanner,
+            ErrorKind::UnexpectedEof { .. } => ErrorCode::UnexpectedEof,
+            ErrorKind::UnknownTag { .. } => ErrorCode::UnknownTag,
+            ErrorKind::NameTooLong { .. } => ErrorCode::NameTooLong,
+            ErrorKind::MetaTooLong { .. } => ErrorCode::MetaTooLong,
+            ErrorKind::ZeroLength { .. } => ErrorCode::ZeroLength,
+            ErrorKind::OffsetOverflow { .. } => ErrorCode::OffsetOverflow,
+            ErrorKind::BeyondSize { .. } => ErrorCode::BeyondSize,
+            ErrorKind::OutOfOrder { .. } => ErrorCode::OutOfOrder,
+            ErrorKind::MetadataAfterData { .. } => ErrorCode::MetadataAfterData,
+            ErrorKind::LengthMismatch { .. } => ErrorCode::LengthMismatch,
+            ErrorKind::TrailingBytes => ErrorCode::TrailingBytes,
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -2,7 +2,7 @@
 //! CLI's `inspect`, the browser viewer and the component.
 
 use crate::decode::{Config, Decoder, Event};
-use crate::error::{DecodeError, ErrorKind};
+use crate::error::{DecodeError, ErrorCode, ErrorKind};
 use crate::format::Format;
 use crate::integrity::StreamVerifier;
 use crate::pump::{Pump, PumpError};
@@ -33,8 +33,9 @@ impl Default for InspectOptions {
 pub struct Finding {
     /// Stream offset.
     pub offset: u64,
-    /// Kind, as a stable kebab-case name (`unexpected-eof`, `unknown-tag`, …).
-    pub kind: String,
+    /// Kind (serialized as its stable kebab-case name: `unexpected-eof`,
+    /// `unknown-tag`, …).
+    pub kind: ErrorCode,
     /// Human message.
     pub message: String,
 }
@@ -43,28 +44,9 @@ impl Finding {
     fn new(offset: u64, kind: &ErrorKind) -> Self {
         Finding {
             offset,
-            kind: kind_name(kind).into(),
+            kind: kind.code(),
             message: kind.to_string(),
         }
-    }
-}
-
-/// Stable name of an error kind.
-pub fn kind_name(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::BadBanner { .. } => "bad-banner",
-        ErrorKind::BadSectionBanner { .. } => "bad-section-banner",
-        ErrorKind::UnexpectedEof { .. } => "unexpected-eof",
-        ErrorKind::UnknownTag { .. } => "unknown-tag",
-        ErrorKind::NameTooLong { .. } => "name-too-long",
-        ErrorKind::MetaTooLong { .. } => "meta-too-long",
-        ErrorKind::ZeroLength { .. } => "zero-length",
-        ErrorKind::OffsetOverflow { .. } => "offset-overflow",
-        ErrorKind::BeyondSize { .. } => "beyond-size",
-        ErrorKind::OutOfOrder { .. } => "out-of-order",
-        ErrorKind::MetadataAfterData { .. } => "metadata-after-data",
-        ErrorKind::LengthMismatch { .. } => "length-mismatch",
-        ErrorKind::TrailingBytes => "trailing-bytes",
     }
 }
 

@@ -85,7 +85,7 @@ pub mod reader;
 
 pub use decode::{Check, Checkpoint, Config, Decoder, Event, FormatSet, Step, UnknownV1};
 pub use encode::{DiffHeader, EncodeError, Encoder, ImageHeader, Misuse, Sink};
-pub use error::{DecodeError, ErrorKind, Expected, Zone};
+pub use error::{DecodeError, ErrorCode, ErrorKind, Expected, Zone};
 pub use format::Format;
 #[cfg(feature = "alloc")]
 pub use inspect::InspectSession;
