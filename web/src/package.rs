@@ -1,12 +1,12 @@
 //! The npm package's low-level classes (`rbdiff` on npm, `web/npm/`):
 //! a streaming [`Decoder`] (validate + summarise) and an N-way [`Merger`]
-//! with bounded memory. Both are the crate's engines (`Pump` + `Inspector`,
+//! with bounded memory. Both are the crate's engines (`inspect::InspectSession`,
 //! `merge::PushMerge`) with JS-shaped input and errors; the package's JS
 //! drives them from files, Blobs and streams.
 
-use rbdiff::inspect::{InspectOptions, Inspector, kind_name};
+use rbdiff::inspect::{InspectOptions, InspectSession};
 use rbdiff::merge::{MergeErrorKind, MergeStreamError, Phase, PushMerge};
-use rbdiff::{Config, DecodeError, Decoder as Codec, Format, FormatSet, Pump, PumpError};
+use rbdiff::{Config, Format, FormatSet};
 use wasm_bindgen::prelude::*;
 
 /// Decoder options from JS: `{ policy?, accept?, maxRecords?, maxWarnings? }`.
@@ -37,11 +37,7 @@ fn bad(msg: String) -> JsValue {
 /// image v2), then `finish()` for its summary. Memory is bounded by the
 /// chunk pushed plus the kept summary (`maxRecords`, `maxWarnings`).
 #[wasm_bindgen]
-pub struct Decoder {
-    pump: Pump,
-    insp: Inspector,
-    error: Option<DecodeError>,
-}
+pub struct Decoder(InspectSession);
 
 #[wasm_bindgen]
 impl Decoder {
@@ -70,58 +66,33 @@ impl Decoder {
                 .with_formats(formats(a).ok_or_else(|| bad(format!("unknown accept {a:?}")))?);
         }
         let d = InspectOptions::default();
-        Ok(Decoder {
-            pump: Pump::new(Codec::new(config)),
-            insp: Inspector::new(InspectOptions {
+        Ok(Decoder(InspectSession::new(
+            config,
+            InspectOptions {
                 max_records: o.max_records.unwrap_or(d.max_records),
                 max_warnings: o.max_warnings.unwrap_or(d.max_warnings),
-            }),
-            error: None,
-        })
-    }
-
-    fn feed(&mut self, chunk: &[u8], eof: bool) -> bool {
-        if self.error.is_some() {
-            return true;
-        }
-        let insp = &mut self.insp;
-        let r = self.pump.feed_raw(chunk, eof, |at, ev, raw| {
-            insp.event_raw(at, &ev, raw);
-            Ok::<(), core::convert::Infallible>(())
-        });
-        match r {
-            Ok(done) => {
-                if done && eof {
-                    self.insp.done();
-                }
-                false
-            }
-            Err(PumpError::Decode(e)) => {
-                self.insp.error(&e);
-                self.error = Some(e);
-                true
-            }
-            Err(PumpError::Handler(never)) => match never {},
-        }
+            },
+        )))
     }
 
     /// Decodes the next chunk (any size). Returns `true` once decoding
     /// stopped at an error (later chunks are ignored).
     pub fn push(&mut self, chunk: &[u8]) -> bool {
-        self.feed(chunk, false)
+        self.0.feed(chunk, false).is_err()
     }
 
     /// Ends the stream and returns the summary as JSON text (the crate's
     /// `inspect::Summary`; `error` is `{offset, kind, message}` if invalid).
     pub fn finish(&mut self) -> String {
-        self.feed(&[], true);
-        let s = self.insp.clone().finish(self.pump.position());
+        // A truncated or invalid stream ends in the summary's `error`.
+        let _ = self.0.end();
+        let s = self.0.summary(self.0.position());
         serde_json::to_string(&s).unwrap_or_default()
     }
 
     /// Stream offset of the next byte to decode.
     pub fn position(&self) -> f64 {
-        self.pump.position() as f64
+        self.0.position() as f64
     }
 }
 
@@ -142,7 +113,7 @@ fn merge_error(e: &MergeStreamError) -> JsValue {
         (MergeErrorKind::Chain { .. }, _) => "snapshot-chain",
         (MergeErrorKind::NoInputs, _) => "no-inputs",
         (MergeErrorKind::Usage(_), _) => "usage",
-        (_, Some(d)) => kind_name(&d.kind),
+        (_, Some(d)) => d.kind.code().as_str(),
         _ => "invalid-input",
     };
     let set = |k: &str, v: JsValue| {
