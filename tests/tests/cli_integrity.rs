@@ -243,7 +243,7 @@ fn interrupted_import_resumes(c: &Cli) {
         let img = format!("crash{i}");
         c.ok(&["create", "--size", "0", &img]);
         let at = (size * permille / 1000).to_string();
-        let o = c.run_env(
+        let o = c.run_hooked(
             &["import-diff", "--no-progress", "big.diff", &img],
             &[env[0], ("RBDIFF_TEST_CRASH_AFTER", &at)],
         );
@@ -268,6 +268,14 @@ fn interrupted_import_resumes(c: &Cli) {
         assert_eq!(sha256_file(&head(c, &img)), want);
         c.ok(&["verify", "big.diff", "--result", &format!("{img}@s1")]);
     }
+    // The hook is in test builds only: the product ignores the variable.
+    c.ok(&["create", "--size", "0", "nohook"]);
+    let o = c.run_env(
+        &["import-diff", "--no-progress", "big.diff", "nohook"],
+        &[env[0], ("RBDIFF_TEST_CRASH_AFTER", "0")],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(sha256_file(&head(c, "nohook")), want);
     // A journal of another diff is ignored with a warning.
     c.ok(&["create", "--size", "0", "other"]);
     c.write(
@@ -288,7 +296,7 @@ fn interrupted_import_resumes(c: &Cli) {
     ]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     // raw target: the journal sits next to it
-    let o = c.run_env(
+    let o = c.run_hooked(
         &["import-diff", "--no-progress", "big.diff", "./r.raw"],
         &[env[0], ("RBDIFF_TEST_CRASH_AFTER", &(size / 2).to_string())],
     );

@@ -3,6 +3,7 @@
 //! file-backed image store, plus `inspect` and `verify`. Runs natively and
 //! under WASI (wasm32-wasip1/p2) from the same source.
 
+mod apply;
 #[cfg(feature = "librbd")]
 mod ceph;
 mod cluster;

@@ -47,10 +47,16 @@ pub fn fixtures() -> PathBuf {
 }
 
 fn build(args: &[&str], artifact: &str) -> PathBuf {
+    build_in("cli-tests", args, artifact)
+}
+
+/// Builds in a target dir of its own (`sub` of the target dir), so that a
+/// build with other features does not replace the binaries the other tests run.
+fn build_in(sub: &str, args: &[&str], artifact: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
-        .join("cli-tests");
+        .join(sub);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let st = Command::new(cargo)
         .current_dir(workspace())
@@ -79,6 +85,40 @@ pub fn wasm_module() -> &'static Path {
         Some(p) => PathBuf::from(p),
         None => build(
             &["--release", "--target", "wasm32-wasip1"],
+            "wasm32-wasip1/release/rbdiff.wasm",
+        ),
+    })
+}
+
+/// The native binary built with the test-only feature `test-hooks`
+/// ($RBDIFF_HOOKS_BIN, or built on first use): `RBDIFF_TEST_CRASH_AFTER`
+/// makes `import-diff` die as a killed process would.
+pub fn hooks_bin() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| match std::env::var_os("RBDIFF_HOOKS_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build_in(
+            "cli-tests-hooks",
+            &["--features", "test-hooks"],
+            "debug/rbdiff",
+        ),
+    })
+}
+
+/// The wasm module with `test-hooks` ($RBDIFF_HOOKS_WASM, or built on first use).
+pub fn hooks_wasm() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| match std::env::var_os("RBDIFF_HOOKS_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => build_in(
+            "cli-tests-hooks",
+            &[
+                "--features",
+                "test-hooks",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+            ],
             "wasm32-wasip1/release/rbdiff.wasm",
         ),
     })
@@ -170,9 +210,19 @@ impl Cli {
     /// [`Cli::command`] with environment variables set for rbdiff (passed
     /// into the guest for wasm).
     pub fn command_env(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        self.command_with(native_bin, wasm_module, args, env)
+    }
+
+    fn command_with(
+        &self,
+        native: fn() -> &'static Path,
+        wasm: fn() -> &'static Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut c = match self.runner {
             Runner::Native => {
-                let mut c = Command::new(native_bin());
+                let mut c = Command::new(native());
                 c.envs(env.iter().copied());
                 c
             }
@@ -186,7 +236,7 @@ impl Cli {
                 for (k, v) in env {
                     c.arg("--env").arg(format!("{k}={v}"));
                 }
-                c.arg(wasm_module());
+                c.arg(wasm());
                 c
             }
         };
@@ -208,6 +258,16 @@ impl Cli {
     /// Run with environment variables for rbdiff.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         self.command_env(args, env)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn")
+            .into()
+    }
+
+    /// [`Cli::run_env`] on the build with the test-only hooks
+    /// ([`hooks_bin`], [`hooks_wasm`]).
+    pub fn run_hooked(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.command_with(hooks_bin, hooks_wasm, args, env)
             .stdin(Stdio::null())
             .output()
             .expect("spawn")

@@ -126,7 +126,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     if format == Format::DiffV2 && a.integrity_sidecar.is_some() {
         return Err(Fail::new(
             EINVAL,
-            "rbdiff: --integrity-sidecar is for v1 diffs: a v2 diff carries its integrity              data in-band (--integrity); 'rbdiff seal' makes a sidecar for any existing diff",
+            "rbdiff: --integrity-sidecar is for v1 diffs: a v2 diff carries its integrity data in-band (--integrity); 'rbdiff seal' makes a sidecar for any existing diff",
         )
         .into());
     }

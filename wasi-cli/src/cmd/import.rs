@@ -2,14 +2,15 @@
 //! `rbd image v2` export with its snapshots and metadata (format 2).
 
 use super::create::ImageOpts;
-use super::import_diff::{Dest, Importer, PumpFail, decode_fail};
+use super::import_diff::decode_fail;
 use super::{input_len, open_input};
+use crate::apply::{self, Dest, Threads, engine_fail};
 use crate::errors::{EBADMSG, EDOM, EINVAL, Fail, errstr, io_errno};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::{DEFAULT_FEATURES, DEFAULT_ORDER, ImageMeta, Spec, Store};
-use rbdiff::integrity::{StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES};
-use rbdiff::{Config, Event, EventReader, FormatSet, ReadError};
+use rbdiff::apply::{ImportEngine, NoUndo, Step};
+use rbdiff::{Config, DecodeError, Event, EventReader, FormatSet, ReadError};
 use std::io::Read;
 
 const EXAMPLES: &str = "\
@@ -242,8 +243,8 @@ fn import_v2(
         }
     };
     let r = {
-        let mut imp = Importer::new(Dest::Store { img: &mut img, dev }, a.sparse_size);
-        pump_verified(&mut reader, &mut imp, prog, total)
+        let mut dest = Dest::Store { img: &mut img, dev };
+        pump_verified(reader, &mut dest, a.sparse_size, prog, total)
     };
     let fail = match r {
         Ok(()) => {
@@ -266,73 +267,76 @@ fn import_v2(
         .then("rbd: failed to import image"))
 }
 
-/// Drives `reader` through `imp` (progress by bytes read of `total`),
-/// verifying the image export's diffs that carry integrity data: the
-/// stream (checksum, payload hashes) as it is applied, then the image
-/// against the post-image hashes before the diff's snapshot is created. (The base of
-/// each diff is the image the previous one left, and its integrity data
-/// comes after its records: it cannot be checked before writing.)
+/// Why importing a stream stopped.
+enum PumpFail {
+    /// The stream is invalid.
+    Decode(DecodeError),
+    /// Anything else (already carrying rbd's lines, if any).
+    Other(Fail),
+}
+
+/// Drives `reader` into `dest` through the import engine (progress by
+/// bytes read of `total`), verifying the image export's diffs that carry
+/// integrity data: the stream (checksum, payload hashes) as it is applied,
+/// then the image against the post-image hashes before the diff's snapshot
+/// is created. (The base of each diff is the image the previous one left,
+/// and its integrity data comes after its records: it cannot be checked
+/// before writing.) A `w` record is written only once complete, as rbd.
 fn pump_verified(
-    reader: &mut EventReader<Box<dyn Read>>,
-    imp: &mut Importer<'_>,
+    reader: EventReader<Box<dyn Read>>,
+    dest: &mut Dest<'_>,
+    sparse_size: u64,
     prog: &mut Progress,
     total: Option<u64>,
 ) -> Result<(), PumpFail> {
-    imp.defer_snap = true;
-    let mut sv: Option<StreamVerifier> = None;
-    let mut diff = 0u64;
-    let mut diff_at = 0u64;
-    let bad = |diff: u64, at: u64, what: String| {
-        PumpFail::Other(Fail::new(
-            EBADMSG,
-            format!(
-                "rbdiff: import: integrity check of diff #{diff} (stream offset {at}) failed: {what}"
-            ),
-        ))
-    };
+    let limit = usize::try_from(rbdiff::apply::HOLD_LIMIT).unwrap_or(usize::MAX);
+    let mut reader = reader.hold_payloads(limit);
+    let mut eng = ImportEngine::<NoUndo>::new(apply::options(sparse_size, true), None)
+        .map_err(|e| PumpFail::Other(Fail::new(EINVAL, format!("rbdiff: import: {e}"))))?;
     loop {
         let (off, ev, raw) = match reader.next_event_raw() {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
-            Err(ReadError::Decode(e)) => return Err(PumpFail::Decode(e)),
-            Err(ReadError::Io(e)) => return Err(PumpFail::Other(Fail::bare(io_errno(&e)))),
+            Err(e) => {
+                // rbd leaves the complete records before the failure.
+                let _ = eng.abort(dest.dev());
+                return Err(match e {
+                    ReadError::Decode(e) => PumpFail::Decode(e),
+                    ReadError::Io(e) => PumpFail::Other(Fail::bare(io_errno(&e))),
+                });
+            }
         };
-        if let Event::DiffBegin { .. } = ev {
-            diff += 1;
-            diff_at = off;
-            sv = Some(StreamVerifier::new(None));
-        }
-        if let Some(v) = sv.as_mut() {
-            v.event(off, &ev, raw);
-            if let Some(f) = v.fault()
-                && !matches!(f, StreamFault::Checksum { .. } | StreamFault::Count { .. })
-            {
-                return Err(bad(diff, diff_at, f.to_string()));
+        let step = eng
+            .event(dest.dev(), &mut Threads, off, &ev, raw)
+            .map_err(|e| {
+                let (diff, at) = eng.diff();
+                let bad = |what: String| {
+                    Fail::new(
+                        EBADMSG,
+                        format!(
+                            "rbdiff: import: integrity check of diff #{diff} (stream offset {at}) failed: {what}"
+                        ),
+                    )
+                };
+                PumpFail::Other(engine_fail(
+                    e,
+                    "",
+                    "",
+                    &|f| bad(f.to_string()),
+                    &|e| bad(format!("the imported image does not match it: {e}")),
+                ))
+            })?;
+        match step {
+            Step::DiffVerified(end) => {
+                dest.dev()
+                    .sync()
+                    .map_err(|e| PumpFail::Other(apply::device_fail(&e)))?;
+                dest.create_snap(&end).map_err(PumpFail::Other)?;
             }
-        }
-        let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
-        if !ours {
-            imp.event(&ev).map_err(PumpFail::Other)?;
-        }
-        if let Event::DiffEnd = ev {
-            match sv.take().map(StreamVerifier::finish) {
-                Some(Err(f)) => return Err(bad(diff, diff_at, f.to_string())),
-                Some(Ok(Some(m))) => {
-                    let size = imp.end_size;
-                    if let Err(e) = m.check_result(imp.dest.dev(), size) {
-                        return Err(bad(
-                            diff,
-                            diff_at,
-                            format!("the imported image does not match it: {e}"),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            imp.create_pending_snap().map_err(PumpFail::Other)?;
+            s => dest.header_step(&s).map_err(PumpFail::Other)?,
         }
         let done = reader.bytes_read();
-        match (total, imp.end_size) {
+        match (total, eng.state().end_size) {
             (Some(t), _) => prog.update(done, t),
             (None, Some(s)) => prog.update(done.min(s), s),
             _ => {}

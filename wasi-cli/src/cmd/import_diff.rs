@@ -1,16 +1,17 @@
 //! `import-diff`: apply a diff to an image, then create its end snapshot.
 
 use super::{Output, Target, input_len, no_snap, open_input, show};
+use crate::apply::{self, Dest, EngineError, Threads, engine_fail};
 use crate::dev::Dev;
 use crate::errors::{EBADMSG, EEXIST, EINVAL, EIO, ENOENT, ENOSPC, Fail, errstr, io_errno};
-use crate::integ::{self, Journal};
+use crate::integ::{self, Journal, JournalFile};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::{Image, Store};
+use rbdiff::apply::{EndSnap, ImportEngine, ImportError, ResumeState, Step};
 use rbdiff::encode::IoSink;
 use rbdiff::error::{ErrorKind, Expected};
-use rbdiff::image::{Applier, ApplyError, UndoRecorder};
-use rbdiff::integrity::{StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES, VerifyError};
+use rbdiff::integrity::{StreamFault, VerifyError};
 use rbdiff::{Config, DecodeError, Event, EventReader, FormatSet, ReadError};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -129,176 +130,8 @@ pub fn decode_fail(e: &DecodeError, eof_errno: i32) -> Fail {
     }
 }
 
-/// Where the diffs go.
-pub enum Dest<'a> {
-    /// A raw file (no snapshots).
-    Raw(Dev),
-    /// A store image's HEAD.
-    Store { img: &'a mut Image, dev: Dev },
-}
-
-impl Dest<'_> {
-    /// The image being written.
-    pub fn dev(&mut self) -> &mut Dev {
-        match self {
-            Dest::Raw(d) => d,
-            Dest::Store { dev, .. } => dev,
-        }
-    }
-}
-
-/// Applies diff events to a destination with rbd's snapshot rules.
-pub struct Importer<'a> {
-    pub dest: Dest<'a>,
-    sparse: u64,
-    applier: Applier,
-    /// The diff's TO snapshot (its exact bytes) and protection (from its header).
-    pub to_snap: Option<Vec<u8>>,
-    pub protect: bool,
-    /// Keep the end snapshot for [`Importer::create_pending_snap`] (taken
-    /// only once the import is verified) instead of creating it at `e`.
-    pub defer_snap: bool,
-    pending_snap: Option<(Vec<u8>, bool)>,
-    /// Diffs completed.
-    pub diffs_done: u64,
-    /// Size set by the last `s` record.
-    pub end_size: Option<u64>,
-}
-
-impl<'a> Importer<'a> {
-    pub fn new(dest: Dest<'a>, sparse: u64) -> Self {
-        Importer {
-            dest,
-            sparse,
-            applier: Applier::new(sparse),
-            to_snap: None,
-            protect: false,
-            defer_snap: false,
-            pending_snap: None,
-            diffs_done: 0,
-            end_size: None,
-        }
-    }
-
-    fn apply(&mut self, ev: &Event<'_>) -> Result<(), Fail> {
-        let dev = self.dest.dev();
-        self.applier.event(dev, ev).map_err(|e| match e {
-            ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
-            // Completed with the stream offset by `Fail::at_offset`.
-            e @ ApplyError::BeyondSize { .. } => Fail::bare(EINVAL).with_detail(e.to_string()),
-        })
-    }
-
-    /// Create the end snapshot kept back by [`Importer::defer_snap`].
-    pub fn create_pending_snap(&mut self) -> Result<(), Fail> {
-        if let (Dest::Store { img, .. }, Some((name, protect))) =
-            (&mut self.dest, self.pending_snap.take())
-        {
-            img.snap_create(&name, protect)?;
-        }
-        Ok(())
-    }
-
-    /// The end snapshot still to create and its protection (for a journal).
-    pub fn snap_state(&self) -> (Option<Vec<u8>>, bool) {
-        match &self.pending_snap {
-            Some((n, p)) => (Some(n.clone()), *p),
-            None => (self.to_snap.clone(), self.protect),
-        }
-    }
-
-    /// Complete pending zeroing and fsync the image (before a journal entry).
-    pub fn sync(&mut self) -> Result<(), Fail> {
-        let dev = self.dest.dev();
-        self.applier.finish(dev).map_err(|e| match e {
-            ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
-            ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
-        })?;
-        dev.sync().map_err(|e| Fail::bare(io_errno(&e)))
-    }
-
-    /// Where the applier's pending zeroing starts (not written yet).
-    pub fn pending_zero_start(&self) -> Option<u64> {
-        self.applier.pending_zero_start()
-    }
-
-    /// What the applier did so far.
-    pub fn stats(&self) -> rbdiff::image::ApplyStats {
-        self.applier.stats()
-    }
-
-    /// Feed one decoded event.
-    pub fn event(&mut self, ev: &Event<'_>) -> Result<(), Fail> {
-        match *ev {
-            Event::DiffBegin { .. } => {
-                self.applier = Applier::new(self.sparse);
-                self.to_snap = None;
-                self.protect = false;
-            }
-            Event::FromSnap(name) => {
-                if let Dest::Store { img, .. } = &self.dest
-                    && img.snap(name).is_none()
-                {
-                    return Err(Fail::new(
-                        EINVAL,
-                        format!(
-                            "start snapshot '{}' does not exist in the image, aborting",
-                            show(name)
-                        ),
-                    ));
-                }
-            }
-            Event::ToSnap(name) => {
-                if let Dest::Store { img, .. } = &self.dest {
-                    if img.snap(name).is_some() {
-                        return Err(Fail::new(
-                            EEXIST,
-                            format!("end snapshot '{}' already exists, aborting", show(name)),
-                        ));
-                    }
-                    // Before any data is written: a name the store cannot
-                    // keep, or no snapshot id left.
-                    img.check_new_snap(name)?;
-                }
-                self.to_snap = Some(name.to_vec());
-            }
-            Event::Protection(p) => self.protect = p != 0,
-            Event::Unknown { tag, .. } => {
-                eprintln!("unrecognized tag byte {tag} in stream; skipping")
-            }
-            Event::Size(s) => {
-                self.end_size = Some(s);
-                self.apply(ev)?;
-            }
-            Event::DiffEnd => {
-                self.apply(ev)?;
-                let dev = self.dest.dev();
-                self.applier.finish(dev).map_err(|e| match e {
-                    ApplyError::Sink(io) => Fail::bare(io_errno(&io)),
-                    ApplyError::BeyondSize { .. } => Fail::bare(EINVAL),
-                })?;
-                dev.sync().map_err(|e| Fail::bare(io_errno(&e)))?;
-                if let (Dest::Store { .. }, Some(name)) = (&self.dest, self.to_snap.take()) {
-                    self.pending_snap = Some((name, self.protect));
-                    if !self.defer_snap {
-                        self.create_pending_snap()?;
-                    }
-                }
-                self.diffs_done += 1;
-            }
-            _ => self.apply(ev)?,
-        }
-        Ok(())
-    }
-}
-
-/// Why importing a stream stopped.
-pub enum PumpFail {
-    /// The stream is invalid.
-    Decode(DecodeError),
-    /// Anything else (already carrying rbd's lines, if any).
-    Other(Fail),
-}
+/// The import engine as the CLI runs it (undo diffs go to a file).
+type Engine = ImportEngine<IoSink<Output>>;
 
 /// Bytes of stream between two journal entries (`RBDIFF_RESUME_INTERVAL`
 /// overrides it, for tests).
@@ -321,106 +154,102 @@ fn stream_fault(path: &str, f: &StreamFault) -> Fail {
     .then("rbdiff: the end snapshot was not created")
 }
 
-// TODO(issue 13): the import engine (helper engine) replaces this loop.
-#[allow(clippy::too_many_lines)]
-pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
-    let v = a.names.resolve(
-        &[&a.path, &a.image],
-        &[super::Role::Path, super::Role::Image],
-    )?;
-    let [path, image] = [v[0].clone(), v[1].clone()];
-    let path = super::required(path, "path")?;
-    let image = super::required(image, "image name")?;
-    a.path = Some(path.clone());
-    if let Some(spec) = crate::cluster::parse(&image)? {
-        return cluster(&spec, &a, &path);
+fn result_fail(path: &str, e: &VerifyError<std::io::Error>) -> Fail {
+    Fail::new(
+        EBADMSG,
+        format!("rbdiff: import-diff: the imported image does not match {path}: {e}"),
+    )
+    .then("rbdiff: the end snapshot was not created")
+}
+
+/// What one `import-diff` run works with.
+struct Run<'a> {
+    a: &'a Args,
+    path: String,
+    journal_path: JournalFile,
+    seekable: bool,
+    verify: bool,
+    /// Integrity data known before the stream is read.
+    known: Option<integ::Known>,
+    /// The diff file's identity (files only: they can be resumed).
+    ident: Option<integ::Identity>,
+    /// The journal of an interrupted import of this diff.
+    journal: Option<Journal>,
+}
+
+impl Run<'_> {
+    fn fail(&self, e: EngineError) -> Fail {
+        let source = self.known.as_ref().map_or("", |k| k.source.as_str());
+        let path = &self.path;
+        engine_fail(e, path, source, &|f| stream_fault(path, f), &|e| {
+            result_fail(path, e)
+        })
     }
-    let target = Target::parse(&image)?;
-    let mut img_holder;
+}
+
+fn fin(f: Fail) -> anyhow::Error {
+    let code = f.code;
+    f.then(format!("rbd: import-diff failed: {}", errstr(code)))
+        .into()
+}
+
+fn open_err(path: &str) -> impl Fn(std::io::Error) -> anyhow::Error + '_ {
+    move |e| {
+        fin(Fail::new(
+            io_errno(&e),
+            format!("rbd: error opening {path}"),
+        ))
+    }
+}
+
+/// The destination (locked: one writer at a time) and where its journal lives.
+fn open_dest<'i>(
+    store: &Store,
+    target: &Target,
+    holder: &'i mut Option<Image>,
+) -> Result<(Dest<'i>, JournalFile), Fail> {
+    let opening = |name: &dyn std::fmt::Display, e: std::io::Error| {
+        Fail::new(
+            io_errno(&e),
+            format!("rbd: error opening image {name}: {}", errstr(io_errno(&e))),
+        )
+    };
     let journal_fail = |e: std::io::Error| Fail::io("rbd: import-diff failed: resume journal", &e);
-    let (dest, journal_path) = match &target {
+    match target {
         Target::Raw(p) => {
-            let dev = Dev::open_rw(p).map_err(|e| {
-                Fail::new(
-                    io_errno(&e),
-                    format!(
-                        "rbd: error opening image {}: {}",
-                        p.display(),
-                        errstr(io_errno(&e))
-                    ),
-                )
-            })?;
+            let dev = Dev::open_rw(p).map_err(|e| opening(&p.display(), e))?;
             // One writer at a time (readers are not blocked).
             match crate::safefs::try_lock(dev.file()) {
                 Ok(()) => {}
                 Err(crate::safefs::LockError::Busy(who)) => {
-                    return Err(crate::store::busy(&p.display().to_string(), who).into());
+                    return Err(crate::store::busy(&p.display().to_string(), who));
                 }
                 Err(crate::safefs::LockError::Io(e)) => {
-                    return Err(
-                        Fail::io(&format!("rbd: error opening image {}", p.display()), &e).into(),
-                    );
+                    return Err(Fail::io(
+                        &format!("rbd: error opening image {}", p.display()),
+                        &e,
+                    ));
                 }
             }
-            (
-                Dest::Raw(dev),
-                integ::JournalFile::raw(p).map_err(journal_fail)?,
-            )
+            let j = JournalFile::raw(p).map_err(journal_fail)?;
+            Ok((Dest::Raw(dev), j))
         }
         Target::Store(spec) => {
             no_snap(spec, "import-diff")?;
-            img_holder = store.open_rw(spec)?;
-            let dev = img_holder.open_head().map_err(|e| {
-                Fail::new(
-                    io_errno(&e),
-                    format!(
-                        "rbd: error opening image {}: {}",
-                        spec.image,
-                        errstr(io_errno(&e))
-                    ),
-                )
-            })?;
-            let j = integ::JournalFile::store(img_holder.handle()).map_err(journal_fail)?;
-            (
-                Dest::Store {
-                    img: &mut img_holder,
-                    dev,
-                },
-                j,
-            )
+            let img = holder.insert(store.open_rw(spec)?);
+            let dev = img.open_head().map_err(|e| opening(&spec.image, e))?;
+            let j = JournalFile::store(img.handle()).map_err(journal_fail)?;
+            Ok((Dest::Store { img, dev }, j))
         }
-    };
-    let fin = |f: Fail| -> anyhow::Error {
-        let code = f.code;
-        f.then(format!("rbd: import-diff failed: {}", errstr(code)))
-            .into()
-    };
-    let verify = !(a.no_verify || a.rbd_compat);
-    if a.integrity.is_some() && !verify {
-        return Err(Fail::new(1, "rbd: --integrity cannot be used with --rbd-compat").into());
     }
-    let seekable = integ::is_regular(&path);
-    // Integrity data known before the stream is read.
-    let known = if verify {
-        integ::find(&path, a.integrity.as_deref()).map_err(fin)?
-    } else {
-        None
-    };
-    // A journal of an interrupted import of this diff.
-    let ident = if seekable {
-        Some(integ::Identity::of(&path).map_err(|e| {
-            fin(Fail::new(
-                io_errno(&e),
-                format!("rbd: error opening {path}"),
-            ))
-        })?)
-    } else {
-        None
-    };
-    let journal = match (&ident, ident.as_ref().and_then(|_| journal_path.load())) {
-        (_, None) => None,
-        (Some(id), Some(Ok(j))) if j.matches(id) => Some(j),
-        (_, Some(Ok(j))) => {
+}
+
+/// The journal of an interrupted import of the diff identified by `ident`.
+fn find_journal(ident: Option<&integ::Identity>, journal_path: &JournalFile) -> Option<Journal> {
+    let id = ident?;
+    match journal_path.load()? {
+        Ok(j) if j.matches(id) => Some(j),
+        Ok(j) => {
             note(&format!(
                 "warning: ignoring resume journal {} (it belongs to another diff: {})",
                 journal_path.display(),
@@ -428,14 +257,35 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
             ));
             None
         }
-        (_, Some(Err(e))) => {
+        Err(e) => {
             note(&format!(
                 "warning: ignoring unreadable resume journal {}: {e}",
                 journal_path.display()
             ));
             None
         }
+    }
+}
+
+/// What is known before the stream: integrity data, identity, journal; and
+/// the refusals that need no stream.
+fn prepare<'a>(a: &'a Args, path: String, journal_path: JournalFile) -> anyhow::Result<Run<'a>> {
+    let verify = !(a.no_verify || a.rbd_compat);
+    if a.integrity.is_some() && !verify {
+        return Err(Fail::new(1, "rbd: --integrity cannot be used with --rbd-compat").into());
+    }
+    let seekable = integ::is_regular(&path);
+    let known = if verify {
+        integ::find(&path, a.integrity.as_deref()).map_err(fin)?
+    } else {
+        None
     };
+    let ident = if seekable {
+        Some(integ::Identity::of(&path).map_err(open_err(&path))?)
+    } else {
+        None
+    };
+    let journal = find_journal(ident.as_ref(), &journal_path);
     if a.resume && journal.is_none() {
         return Err(fin(Fail::new(
             ENOENT,
@@ -455,300 +305,333 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
             ),
         )));
     }
-    let mut imp = Importer::new(dest, a.sparse_size);
-    imp.defer_snap = true;
-    // Before any write: the base check, and --undo's requirements.
-    if let (Some(k), None) = (&known, &journal) {
-        if !a.force
-            && let Err(e) = {
-                // One thread per core, each on its own handle on the image.
-                let mut readers = imp.dest.dev().readers(integ::check_threads());
-                if readers.is_empty() {
-                    k.manifest.check_base(imp.dest.dev())
-                } else {
-                    k.manifest.check_base_par(&mut readers)
-                }
-            }
-        {
-            let mut f = Fail::new(
-                EINVAL,
-                format!(
-                    "rbdiff: import-diff: the image is not the base {path} was made from: {e} (integrity data from {})",
-                    k.source
-                ),
-            );
-            if let VerifyError::Block { offset, len, .. } = e {
-                f = f.then(format!(
-                    "rbdiff: first mismatching block: offset {offset}, length {len}"
-                ));
-            }
-            return Err(fin(f.then(
-                "rbdiff: nothing was written (--force imports anyway, --no-verify skips all checks)",
-            )));
-        }
-        if a.undo.is_some() && !integ::sorted(&k.manifest) {
-            return Err(fin(Fail::new(
-                EINVAL,
-                format!(
-                    "rbdiff: {path} has unsorted or overlapping records: --undo cannot restore such an import"
-                ),
-            )));
-        }
-    }
     if a.undo.as_deref() == Some("-") {
         return Err(fin(Fail::new(EINVAL, "rbdiff: --undo needs a file path")));
     }
-    let formats = if a.rbd_compat {
+    Ok(Run {
+        a,
+        path,
+        journal_path,
+        seekable,
+        verify,
+        known,
+        ident,
+        journal,
+    })
+}
+
+/// The engine and the reader: new, or continuing an interrupted import.
+fn start(r: &Run<'_>, dest: &Dest<'_>) -> anyhow::Result<(Engine, EventReader<Box<dyn Read>>)> {
+    let formats = if r.a.rbd_compat {
         FormatSet::V1
     } else {
         FormatSet::DIFFS
     };
     let config = Config::rbd_compatible().with_formats(formats);
-    let open_err = |e: std::io::Error| {
-        fin(Fail::new(
-            io_errno(&e),
-            format!("rbd: error opening {path}"),
-        ))
-    };
-    let mut reader = match &journal {
-        Some(j) => {
-            let cp = j.checkpoint().expect("matches() checked it");
-            if let Dest::Store { img, .. } = &imp.dest
-                && let Some(t) = &j.to_snap
-                && img.snap(t).is_some()
-            {
-                // The interrupted run completed: as rbd on a re-run.
-                journal_path.remove();
-                return Err(fin(Fail::new(
-                    EEXIST,
-                    format!("end snapshot '{}' already exists, aborting", show(t)),
-                )));
-            }
-            let mut f = File::open(&path).map_err(open_err)?;
-            f.seek(SeekFrom::Start(cp.position)).map_err(open_err)?;
-            note(&format!(
-                "resuming the import of {path} at stream offset {} ({} records applied before; journal {})",
-                cp.position,
-                j.records,
-                journal_path.display()
-            ));
-            imp.to_snap = j.to_snap.clone();
-            imp.protect = j.protect;
-            imp.end_size = j.end_size;
-            let input: Box<dyn Read> = Box::new(f);
-            EventReader::resume(input, config, &cp)
-        }
-        None => EventReader::new(open_input(&path).map_err(open_err)?, config),
-    };
-    let start_at = reader.decoder().position();
-    // The stream check needs every byte: not after a resume (the result is
-    // still checked when integrity data is known). A regular file without
-    // integrity data (nothing at its end, no sidecar) is not hashed at all;
-    // a pipe may still carry it after the data.
-    let may_carry = known.is_some() || !crate::integ::is_regular(&path);
-    let mut sv = (verify && journal.is_none() && may_carry)
-        .then(|| StreamVerifier::new(known.as_ref().map(|k| k.manifest.clone())));
-    let mut undo: Option<UndoRecorder<IoSink<Output>>> = None;
-    let every = env_u64("RBDIFF_RESUME_INTERVAL")
-        .unwrap_or(JOURNAL_EVERY)
-        .max(1);
-    let fail_after = env_u64("RBDIFF_TEST_CRASH_AFTER");
-    let mut journaled_at: Option<u64> = None;
-    let mut last_cp: Option<rbdiff::Checkpoint> = None;
-    let prior = journal.as_ref().map_or(0, |j| j.records);
-    let mut prog = Progress::new("Importing image diff", a.progress);
-    let total = input_len(&path);
-    // With the integrity data known first and records in order, a second
-    // thread reads back what was applied while the import goes on: that
-    // checks each payload as written (not hashed on this thread) and most
-    // of the result before the end.
-    let read_back_of = known
+    // A regular file without integrity data (nothing at its end, no
+    // sidecar) is not hashed at all; a pipe may still carry it after the
+    // data. Payloads are checked by reading them back (`read_back`) when
+    // the integrity data comes first and lists records in order.
+    let may_carry = r.known.is_some() || !r.seekable;
+    let read_back = r
+        .known
         .as_ref()
-        .map(|k| &k.manifest)
-        .filter(|m| sv.is_some() && integ::sorted(m));
-    // A journaled import syncs the image every `every` bytes: the thread
-    // reads back while it waits for the disk (see `ReadBack::start`).
-    let journaled = seekable && a.undo.is_none();
-    let (res, read_back) = std::thread::scope(|sc| {
-        let mut rb = read_back_of.and_then(|m| {
-            let dev = imp.dest.dev().try_clone().ok()?;
-            let batch = (!journaled).then_some(integ::READ_BACK_BATCH);
-            integ::ReadBack::start(sc, m, dev, batch).ok()
-        });
-        if rb.is_some()
-            && let Some(v) = sv.as_mut()
-        {
-            v.defer_payloads();
+        .is_some_and(|k| may_carry && integ::sorted(&k.manifest));
+    let opts = apply::options(r.a.sparse_size, r.verify)
+        .with_stream_check(r.verify && may_carry)
+        .with_base_check(!r.a.force)
+        .with_read_back(read_back)
+        .with_stream_len(r.seekable.then(|| input_len(&r.path)).flatten());
+    let known = r.known.as_ref().map(|k| k.manifest.clone());
+    let source = r.known.as_ref().map_or("", |k| k.source.as_str());
+    let bad = |e| fin(apply::integrity_data_fail(&e, &r.path, source));
+    let Some(j) = &r.journal else {
+        let eng = Engine::new(opts, known).map_err(bad)?;
+        let input = open_input(&r.path).map_err(open_err(&r.path))?;
+        return Ok((eng, hold(EventReader::new(input, config))));
+    };
+    let cp = j.checkpoint().expect("matches() checked it");
+    if let Dest::Store { img, .. } = dest
+        && let Some(t) = &j.to_snap
+        && img.snap(t).is_some()
+    {
+        // The interrupted run completed: as rbd on a re-run.
+        r.journal_path.remove();
+        return Err(fin(Fail::new(
+            EEXIST,
+            format!("end snapshot '{}' already exists, aborting", show(t)),
+        )));
+    }
+    let mut f = File::open(&r.path).map_err(open_err(&r.path))?;
+    f.seek(SeekFrom::Start(cp.position))
+        .map_err(open_err(&r.path))?;
+    note(&format!(
+        "resuming the import of {} at stream offset {} ({} records applied before; journal {})",
+        r.path,
+        cp.position,
+        j.records,
+        r.journal_path.display()
+    ));
+    let end_snap = EndSnap {
+        name: j.to_snap.clone(),
+        protect: j.protect,
+    };
+    let state = ResumeState::new(end_snap, j.end_size);
+    let eng = Engine::resume(opts, known, state).map_err(bad)?;
+    let input: Box<dyn Read> = Box::new(f);
+    Ok((eng, hold(EventReader::resume(input, config, &cp))))
+}
+
+/// `w` payloads the engine holds until complete come whole from the reader.
+fn hold(r: EventReader<Box<dyn Read>>) -> EventReader<Box<dyn Read>> {
+    let limit = usize::try_from(rbdiff::apply::HOLD_LIMIT).unwrap_or(usize::MAX);
+    r.hold_payloads(limit)
+}
+
+/// Saves a journal entry every `every` bytes of stream (files only).
+struct Journaler<'r> {
+    run: &'r Run<'r>,
+    every: u64,
+    at: Option<u64>,
+    last: Option<rbdiff::Checkpoint>,
+    prior: u64,
+    /// Test builds: die as a killed process would past this stream offset.
+    #[cfg(feature = "test-hooks")]
+    crash_after: Option<u64>,
+}
+
+impl<'r> Journaler<'r> {
+    fn new(run: &'r Run<'r>) -> Self {
+        Journaler {
+            run,
+            every: env_u64("RBDIFF_RESUME_INTERVAL")
+                .unwrap_or(JOURNAL_EVERY)
+                .max(1),
+            at: None,
+            last: None,
+            prior: run.journal.as_ref().map_or(0, |j| j.records),
+            #[cfg(feature = "test-hooks")]
+            crash_after: env_u64("RBDIFF_TEST_CRASH_AFTER"),
         }
-        let res = (|| -> Result<(), Fail> {
-            loop {
-                let (is_end, is_banner_of) = {
-                    let (off, ev, raw) = match reader.next_event_raw() {
-                        Ok(Some(x)) => x,
-                        Ok(None) => break,
-                        Err(ReadError::Decode(e)) => {
-                            return Err(decode_fail(&e, EBADMSG).at_stream(&path, &e));
-                        }
-                        Err(ReadError::Io(e)) => return Err(Fail::bare(io_errno(&e))),
-                    };
-                    if let Some(v) = sv.as_mut() {
-                        v.event(off, &ev, raw);
-                        if let Some(f) = v.fault()
-                            && !matches!(
-                                f,
-                                StreamFault::Checksum { .. } | StreamFault::Count { .. }
-                            )
-                        {
-                            return Err(stream_fault(&path, &f));
-                        }
-                    }
-                    if let Event::Warning(ErrorKind::OutOfOrder { offset, .. }) = ev
-                        && undo.is_some()
-                    {
-                        return Err(Fail::new(
-                            EINVAL,
-                            format!(
-                                "rbdiff: record at image offset {offset} (stream offset {off}) is out of order or overlaps: \
-                             --undo cannot restore such an import"
-                            ),
-                        ));
-                    }
-                    let banner = match ev {
-                        Event::Banner(f) => Some(f),
-                        _ => None,
-                    };
-                    if let Some(u) = undo.as_mut() {
-                        u.before(imp.dest.dev(), &ev)
-                            .map_err(|e| Fail::new(EIO, format!("rbdiff: {e}")))?;
-                    }
-                    let ours = matches!(ev, Event::Unknown { tag, len: Some(_) } if tag == TAG_HASHES || tag == TAG_CHECKSUM);
-                    if let (Event::DiffEnd, Some(rb), Some(v)) = (&ev, rb.as_mut(), sv.as_ref()) {
-                        // Every record is applied but pending zeroing: read
-                        // back while `e` finishes and syncs.
-                        let all = usize::try_from(v.records()).unwrap_or(usize::MAX);
-                        rb.advance(all, imp.pending_zero_start(), true);
-                    }
-                    if !(verify && ours) {
-                        imp.event(&ev).map_err(|f| match ev {
-                            // Where in the stream the record that failed to apply is.
-                            Event::Size(_)
-                            | Event::Write { .. }
-                            | Event::Zero { .. }
-                            | Event::Data { .. }
-                            | Event::DiffEnd => f.at_offset(&path, off),
-                            _ => f,
-                        })?;
-                    }
-                    if let (Some(rb), Some(v)) = (rb.as_mut(), sv.as_ref()) {
-                        let started = usize::try_from(v.records()).unwrap_or(usize::MAX);
-                        match ev {
-                            // The records before this one are applied.
-                            Event::Write { .. } | Event::Zero { .. } => rb.advance(
-                                started.saturating_sub(1),
-                                imp.pending_zero_start(),
-                                false,
-                            ),
-                            // All of them, flushed and synced.
-                            Event::DiffEnd => rb.advance(started, None, true),
-                            _ => {}
-                        }
-                        if rb.failed() {
-                            // The thread's error is reported below.
-                            return Err(Fail::bare(EBADMSG));
-                        }
-                    }
-                    (matches!(ev, Event::DiffEnd), banner)
-                };
-                if let (Some(f), Some(p)) = (is_banner_of, a.undo.as_deref()) {
-                    let out = Output::create(p).map_err(|e| {
-                        Fail::new(
-                            io_errno(&e),
-                            format!("rbdiff: cannot create undo diff {p}: {e}"),
-                        )
-                    })?;
-                    let size = imp.dest.dev().size();
-                    undo = Some(UndoRecorder::new(IoSink(out), f, size).map_err(|e| {
-                        Fail::new(EIO, format!("rbdiff: writing the undo diff failed: {e}"))
-                    })?);
+    }
+
+    /// A diff read from a file is journaled (unless --undo: a re-run
+    /// could not record the previous state).
+    fn enabled(&self) -> bool {
+        self.run.seekable && self.run.a.undo.is_none()
+    }
+
+    /// After an event: at a record boundary once `every` bytes passed (and
+    /// at the end, the last boundary: a re-run only verifies and
+    /// snapshots), sync the image and save the journal.
+    fn after(
+        &mut self,
+        eng: &mut Engine,
+        dev: &mut Dev,
+        decoder: &rbdiff::Decoder,
+        is_end: bool,
+        rb: Option<&mut integ::ReadBack<'_>>,
+    ) -> Result<(), Fail> {
+        let pos = decoder.position();
+        // Killed once the stream passed the offset, before journaling it.
+        #[cfg(feature = "test-hooks")]
+        if let Some(n) = self.crash_after
+            && pos >= n
+        {
+            eprintln!("rbdiff: RBDIFF_TEST_CRASH_AFTER reached at stream offset {pos}");
+            std::process::exit(99);
+        }
+        if self.enabled() {
+            let due = self.at.is_none_or(|at| pos - at >= self.every);
+            let cp = decoder.checkpoint();
+            if cp.is_some() {
+                self.last = cp;
+            }
+            let cp = if is_end {
+                self.last
+            } else {
+                cp.filter(|_| due)
+            };
+            if let Some(cp) = cp {
+                if let Some(rb) = rb {
+                    // What is applied, read back during the sync.
+                    let started = usize::try_from(eng.records_started()).unwrap_or(usize::MAX);
+                    rb.advance(started.saturating_sub(1), eng.pending_zero_start(), true);
                 }
-                let pos = reader.decoder().position();
-                if journaled {
-                    let due = match journaled_at {
-                        None => true,
-                        Some(at) => pos - at >= every,
+                let saved = eng.checkpoint(dev, cp).map_err(|e| self.run.fail(e))?;
+                dev.sync().map_err(|e| apply::device_fail(&e))?;
+                self.save(&saved)?;
+                self.at = Some(pos);
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&self, r: &rbdiff::apply::Resume) -> Result<(), Fail> {
+        let id = self.run.ident.as_ref().expect("seekable");
+        let j = Journal {
+            version: 1,
+            diff_path: id.path.clone(),
+            diff_size: id.size,
+            diff_head_xxh3: id.head.clone(),
+            checkpoint: crate::store::hex(&r.checkpoint.to_bytes()),
+            stream_offset: r.checkpoint.position,
+            records: self.prior + r.stats.records,
+            data_bytes: r.stats.data_bytes,
+            zero_bytes: r.stats.zero_bytes,
+            to_snap: r.state.end_snap.name.clone(),
+            protect: r.state.end_snap.protect,
+            end_size: r.state.end_size,
+        };
+        let path = &self.run.journal_path;
+        path.save(&j).map_err(|e| {
+            Fail::new(
+                io_errno(&e),
+                format!(
+                    "rbdiff: cannot write resume journal {}: {e}",
+                    path.display()
+                ),
+            )
+        })
+    }
+}
+
+/// The stream's events through the engine, with the read-back thread (if
+/// any) told what is on the image, the journal and the progress.
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    r: &Run<'_>,
+    reader: &mut EventReader<Box<dyn Read>>,
+    eng: &mut Engine,
+    dest: &mut Dest<'_>,
+    jr: &mut Journaler<'_>,
+    mut rb: Option<&mut integ::ReadBack<'_>>,
+    prog: &mut Progress,
+) -> Result<(), Fail> {
+    let total = input_len(&r.path);
+    let start_at = reader.decoder().position();
+    let mut record_at = start_at;
+    loop {
+        let is_end = {
+            let (off, ev, raw) = match reader.next_event_raw() {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    // rbd leaves the complete records before the failure.
+                    let _ = eng.abort(dest.dev());
+                    return Err(match e {
+                        ReadError::Decode(e) => decode_fail(&e, EBADMSG).at_stream(&r.path, &e),
+                        ReadError::Io(e) => Fail::bare(io_errno(&e)),
+                    });
+                }
+            };
+            let is_end = matches!(ev, Event::DiffEnd);
+            if let (true, Some(rb)) = (is_end, rb.as_deref_mut()) {
+                // Every record is applied but pending zeroing: read back
+                // while `e` finishes and syncs.
+                let all = usize::try_from(eng.records_started()).unwrap_or(usize::MAX);
+                rb.advance(all, eng.pending_zero_start(), true);
+            }
+            if let Event::Write { .. } | Event::Zero { .. } = ev {
+                record_at = off;
+            }
+            let step = eng
+                .event(dest.dev(), &mut Threads, off, &ev, raw)
+                .map_err(|e| {
+                    // A record that fails to apply: where it starts (a held
+                    // `w` is written at its last payload byte).
+                    let located =
+                        matches!(e, ImportError::Device(_) | ImportError::BeyondSize { .. });
+                    let at = if let Event::Data { .. } = ev {
+                        record_at
+                    } else {
+                        off
                     };
-                    let cp = reader.decoder().checkpoint();
-                    if cp.is_some() {
-                        last_cp = cp;
+                    let f = r.fail(e);
+                    if located { f.at_offset(&r.path, at) } else { f }
+                })?;
+            match step {
+                Step::Banner(_) => start_undo(r, eng)?,
+                Step::DiffApplied => dest.dev().sync().map_err(|e| apply::device_fail(&e))?,
+                s => dest.header_step(&s)?,
+            }
+            if let Some(rb) = rb.as_deref_mut() {
+                let started = usize::try_from(eng.records_started()).unwrap_or(usize::MAX);
+                match ev {
+                    // The records before this one are applied.
+                    Event::Write { .. } | Event::Zero { .. } => {
+                        rb.advance(started.saturating_sub(1), eng.pending_zero_start(), false);
                     }
-                    // At the end (`e` applied, image synced): the last record
-                    // boundary, so a re-run only verifies and snapshots.
-                    let cp = if is_end { last_cp } else { cp.filter(|_| due) };
-                    if let Some(cp) = cp {
-                        if let (Some(rb), Some(v)) = (rb.as_mut(), sv.as_ref()) {
-                            // What is applied, read back during the sync.
-                            let started = usize::try_from(v.records()).unwrap_or(usize::MAX);
-                            rb.advance(started.saturating_sub(1), imp.pending_zero_start(), true);
-                        }
-                        imp.sync()?;
-                        let id = ident.as_ref().expect("seekable");
-                        let st = imp.stats();
-                        let (to_snap, protect) = imp.snap_state();
-                        let j = Journal {
-                            version: 1,
-                            diff_path: id.path.clone(),
-                            diff_size: id.size,
-                            diff_head_xxh3: id.head.clone(),
-                            checkpoint: crate::store::hex(&cp.to_bytes()),
-                            stream_offset: cp.position,
-                            records: prior + st.records,
-                            data_bytes: st.data_bytes,
-                            zero_bytes: st.zero_bytes,
-                            to_snap,
-                            protect,
-                            end_size: imp.end_size,
-                        };
-                        journal_path.save(&j).map_err(|e| {
-                            Fail::new(
-                                io_errno(&e),
-                                format!(
-                                    "rbdiff: cannot write resume journal {}: {e}",
-                                    journal_path.display()
-                                ),
-                            )
-                        })?;
-                        journaled_at = Some(pos);
-                    }
-                }
-                if let Some(n) = fail_after
-                    && pos >= n
-                {
-                    // Test hook: die here as a killed process would.
-                    eprintln!("rbdiff: RBDIFF_TEST_CRASH_AFTER reached at stream offset {pos}");
-                    std::process::exit(99);
-                }
-                let done = reader.bytes_read() + start_at;
-                match (total, imp.end_size) {
-                    (Some(t), _) => prog.update(done, t),
-                    (None, Some(s)) => prog.update(done.min(s), s),
+                    // All of them, flushed and synced.
+                    Event::DiffEnd => rb.advance(started, None, true),
                     _ => {}
                 }
+                if rb.failed() {
+                    // The thread's error is reported by the caller.
+                    return Err(Fail::bare(EBADMSG));
+                }
             }
-            Ok(())
-        })();
+            is_end
+        };
+        jr.after(eng, dest.dev(), reader.decoder(), is_end, rb.as_deref_mut())?;
+        let done = reader.bytes_read() + start_at;
+        match (total, eng.state().end_size) {
+            (Some(t), _) => prog.update(done, t),
+            (None, Some(s)) => prog.update(done.min(s), s),
+            _ => {}
+        }
+    }
+}
+
+/// --undo: the undo diff is created at the stream's banner.
+fn start_undo(r: &Run<'_>, eng: &mut Engine) -> Result<(), Fail> {
+    if let Some(p) = r.a.undo.as_deref() {
+        let out = Output::create(p).map_err(|e| {
+            Fail::new(
+                io_errno(&e),
+                format!("rbdiff: cannot create undo diff {p}: {e}"),
+            )
+        })?;
+        eng.set_undo(IoSink(out));
+    }
+    Ok(())
+}
+
+/// Applies the stream; with the integrity data known first and records in
+/// order, a second thread reads back what was applied while the import goes
+/// on: that checks each payload as written (not hashed on this thread) and
+/// most of the result before the end. Returns the entries it checked.
+fn apply_stream(
+    r: &Run<'_>,
+    reader: &mut EventReader<Box<dyn Read>>,
+    eng: &mut Engine,
+    dest: &mut Dest<'_>,
+    prog: &mut Progress,
+) -> Result<usize, Fail> {
+    let mut jr = Journaler::new(r);
+    // A journaled import syncs the image every `every` bytes: the thread
+    // reads back while it waits for the disk (see `ReadBack::start`).
+    let batch = (!jr.enabled()).then_some(integ::READ_BACK_BATCH);
+    let read_back_of = r
+        .known
+        .as_ref()
+        .map(|k| &k.manifest)
+        .filter(|_| eng.options().read_back && eng.checks_stream());
+    let (res, read_back) = std::thread::scope(|sc| {
+        let mut rb = read_back_of.and_then(|m| {
+            let dev = dest.dev().try_clone().ok()?;
+            integ::ReadBack::start(sc, m, dev, batch).ok()
+        });
+        let res = pump(r, reader, eng, dest, &mut jr, rb.as_mut(), prog);
         (res, rb.map(integ::ReadBack::finish))
     });
     // A mismatch found reading back is the cause of whatever else failed.
-    let mut checked = 0;
-    let res = match read_back {
-        Some(Ok(n)) => {
-            checked = n;
-            res
-        }
+    match read_back {
+        Some(Ok(n)) => res.map(|()| n),
         Some(Err(VerifyError::Block { index, offset, .. })) => {
-            let so = sv.as_ref().and_then(|v| v.record_stream_offset(index));
+            let so = eng.record_stream_offset(index);
             Err(stream_fault(
-                &path,
+                &r.path,
                 &StreamFault::Payload {
                     stream_offset: so.unwrap_or(0),
                     index,
@@ -762,91 +645,99 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
             format!("rbdiff: import-diff: reading the image back failed: {e}"),
         )),
         Some(Err(e)) => Err(Fail::new(EBADMSG, format!("rbdiff: import-diff: {e}"))),
-        None => res,
+        None => res.map(|()| 0),
+    }
+}
+
+/// After a failure: the journal only helps after an interruption or an I/O
+/// failure (a stream rbd or the integrity check refuses, or a size the
+/// filesystem cannot hold, would fail again); with --undo, put back what
+/// was changed.
+fn failed(r: &Run<'_>, eng: &mut Engine, dest: &mut Dest<'_>, f: Fail) -> anyhow::Error {
+    if !matches!(f.code, EIO | ENOSPC) {
+        r.journal_path.remove();
+    }
+    let Some(u) = eng.take_undo() else {
+        return fin(f);
     };
+    let p = r.a.undo.as_deref().unwrap_or("-");
+    let restored = u
+        .map_err(|e| e.to_string())
+        .and_then(|IoSink(out)| out.commit().map_err(|e| e.to_string()))
+        .and_then(|()| {
+            let undo = File::open(p).map_err(|e| e.to_string())?;
+            rbdiff::image::apply_stream(undo, dest.dev(), Config::new(), r.a.sparse_size)
+                .map_err(|e| e.to_string())?;
+            std::fs::remove_file(p).map_err(|e| e.to_string())
+        });
+    fin(match restored {
+        Ok(()) => f.then("rbdiff: the image was restored to its previous state"),
+        Err(e) => f.then(format!(
+            "rbdiff: restoring the previous state failed: {e} (undo data kept in {p})"
+        )),
+    })
+}
+
+/// After the stream: a pipe's v1 trailer, the stream's verdict, the result
+/// check (what the read-back thread did not check yet).
+fn verify_end(
+    r: &Run<'_>,
+    reader: EventReader<Box<dyn Read>>,
+    eng: &mut Engine,
+    dest: &mut Dest<'_>,
+    checked: usize,
+) -> Result<(), Fail> {
+    if eng.checks_stream()
+        && r.known.is_none()
+        && !r.seekable
+        && reader.decoder().format() == Some(rbdiff::Format::DiffV1)
+    {
+        // At most the trailer this diff can have (plus one byte) is read.
+        eng.trailing(reader.buffered());
+        let _ = eng.read_trailing(reader.into_inner());
+    }
+    match eng.end_stream() {
+        Err(f) => return Err(stream_fault(&r.path, &f)),
+        Ok(Some((_, true))) => note(&format!(
+            "{} carries integrity data after its data (read from a pipe): \
+             the base could not be checked before writing; stream verified, checking the result",
+            r.path
+        )),
+        Ok(_) => {}
+    }
+    if r.verify {
+        eng.check_result(dest.dev(), &mut Threads, checked)
+            .map_err(|e| r.fail(e))?;
+    }
+    Ok(())
+}
+
+pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
+    let v = a.names.resolve(
+        &[&a.path, &a.image],
+        &[super::Role::Path, super::Role::Image],
+    )?;
+    let [path, image] = [v[0].clone(), v[1].clone()];
+    let path = super::required(path, "path")?;
+    let image = super::required(image, "image name")?;
+    a.path = Some(path.clone());
+    if let Some(spec) = crate::cluster::parse(&image)? {
+        return cluster(&spec, &a, &path);
+    }
+    let target = Target::parse(&image)?;
+    let mut holder = None;
+    let (mut dest, journal_path) = open_dest(store, &target, &mut holder)?;
+    let r = prepare(&a, path, journal_path)?;
+    let (mut eng, mut reader) = start(&r, &dest)?;
+    let mut prog = Progress::new("Importing image diff", a.progress);
+    let res = apply_stream(&r, &mut reader, &mut eng, &mut dest, &mut prog)
+        .and_then(|checked| verify_end(&r, reader, &mut eng, &mut dest, checked));
     if let Err(f) = res {
         prog.finish(false);
-        // A journal only helps after an interruption or an I/O failure; a
-        // stream rbd (or the integrity check) refuses would fail again.
-        if !matches!(f.code, EIO | ENOSPC) {
-            journal_path.remove();
-        }
-        if let Some(u) = undo.take() {
-            // Put back what was changed, from the undo data recorded so far.
-            let restored = u
-                .finish()
-                .map_err(|e| e.to_string())
-                .and_then(|IoSink(out)| out.commit().map_err(|e| e.to_string()))
-                .and_then(|()| {
-                    let p = a.undo.as_deref().expect("undo path");
-                    let r = File::open(p).map_err(|e| e.to_string())?;
-                    rbdiff::image::apply_stream(r, imp.dest.dev(), Config::new(), a.sparse_size)
-                        .map_err(|e| e.to_string())?;
-                    std::fs::remove_file(p).map_err(|e| e.to_string())
-                });
-            let f = match restored {
-                Ok(()) => f.then("rbdiff: the image was restored to its previous state"),
-                Err(e) => f.then(format!(
-                    "rbdiff: restoring the previous state failed: {e} (undo data kept in {})",
-                    a.undo.as_deref().unwrap_or("-")
-                )),
-            };
-            return Err(fin(f));
-        }
-        return Err(fin(f));
+        return Err(failed(&r, &mut eng, &mut dest, f));
     }
-    // After the stream: the v1 trailer of a pipe, then the stream's verdict.
-    let mut manifest = known.map(|k| k.manifest);
-    if let Some(mut v) = sv.take() {
-        if manifest.is_none()
-            && !seekable
-            && reader.decoder().format() == Some(rbdiff::Format::DiffV1)
-        {
-            // At most the trailer this diff can have (plus one byte) is read.
-            v.trailing(reader.buffered());
-            let _ = v.read_trailing(reader.into_inner());
-        }
-        match v.finish() {
-            Err(f) => {
-                prog.finish(false);
-                journal_path.remove();
-                return Err(fin(stream_fault(&path, &f)));
-            }
-            Ok(Some(m)) => {
-                if manifest.is_none() {
-                    note(&format!(
-                        "{path} carries integrity data after its data (read from a pipe): \
-                         the base could not be checked before writing; stream verified, checking the result"
-                    ));
-                }
-                manifest = Some(m);
-            }
-            Ok(None) => {}
-        }
-    }
-    if verify
-        && let Some(m) = &manifest
-        && let Err(e) = {
-            // What the read-back thread did not check yet, on every core.
-            let all = m.entries.len();
-            let mut readers = imp.dest.dev().readers(integ::check_threads());
-            if readers.is_empty() {
-                m.check_result(imp.dest.dev(), imp.end_size)
-            } else {
-                m.check_result_par(&mut readers, imp.end_size, checked.min(all)..all)
-            }
-        }
-    {
-        prog.finish(false);
-        journal_path.remove();
-        return Err(fin(Fail::new(
-            EBADMSG,
-            format!("rbdiff: import-diff: the imported image does not match {path}: {e}"),
-        )
-        .then("rbdiff: the end snapshot was not created")));
-    }
-    if let Some(u) = undo.take() {
-        let IoSink(out) = u.finish().map_err(|e| {
+    if let Some(u) = eng.take_undo() {
+        let IoSink(out) = u.map_err(|e| {
             fin(Fail::new(
                 EIO,
                 format!("rbdiff: writing the undo diff failed: {e}"),
@@ -855,11 +746,11 @@ pub fn run(store: &Store, mut a: Args) -> anyhow::Result<()> {
         out.commit()
             .map_err(|e| fin(Fail::io("rbdiff: writing the undo diff failed", &e)))?;
     }
-    if let Err(f) = imp.create_pending_snap() {
+    if let Err(f) = dest.create_snap(&eng.finish().end_snap) {
         prog.finish(false);
         return Err(fin(f));
     }
-    journal_path.remove();
+    r.journal_path.remove();
     prog.finish(true);
     Ok(())
 }
