@@ -7,7 +7,7 @@
 
 mod cli_common;
 
-use cli_common::{Cli, sha256, sha256_file, snaps};
+use cli_common::{Cli, Runner, native_bin, noise, sha256, sha256_file, snaps};
 use rbdiff::integrity::{Checksum, Entry, Manifest};
 use rbdiff::{Config, Encoder, Format};
 use rbdiff_tests::{Ev, Model, decode_whole};
@@ -224,3 +224,49 @@ both!(
     huge_block_in_integrity_data,
     v2_sidecar_message,
 );
+
+/// A write the filesystem refuses as too large (here RLIMIT_FSIZE, as ext4
+/// past 16 TiB) fails with rbd's EFBIG, and no journal is kept: a re-run
+/// would meet it again (issue 14, finding 6). Native: WASI has no rlimits.
+#[test]
+fn file_too_large_keeps_no_journal() {
+    let c = Cli::new(Runner::Native);
+    let size = 8u64 << 20;
+    c.write("t.raw", &vec![0u8; size as usize]);
+    let data = noise(size as usize, 3);
+    let mut enc = Encoder::diff(Vec::new(), Format::DiffV1).expect("encoder");
+    enc.size(size).expect("s");
+    for (i, chunk) in data.chunks(64 << 10).enumerate() {
+        enc.write((i as u64) << 16, chunk).expect("w");
+    }
+    enc.end_diff().expect("e");
+    c.write("d.diff", &enc.finish().expect("diff"));
+    // 4 MiB: bash counts `ulimit -f` in KiB; SIGXFSZ ignored, so the write
+    // fails with EFBIG instead of killing the process.
+    let o: cli_common::Out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -f 4096; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(native_bin())
+        .args([
+            "--store",
+            "store",
+            "import-diff",
+            "--no-progress",
+            "d.diff",
+            "./t.raw",
+        ])
+        .current_dir(&c.dir)
+        .env("RBDIFF_RESUME_INTERVAL", "65536")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn")
+        .into();
+    assert_eq!(o.code, 27, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("rbd: import-diff failed: (27) File too large"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.path("t.raw.rbdiff-resume").exists(), "no journal kept");
+}

@@ -13,9 +13,6 @@ use rbdiff::integrity::{Manifest, VerifyError};
 use std::io;
 use std::ops::Range;
 
-/// rbd's errno for a file that would grow past what its filesystem allows.
-pub const EFBIG: i32 = 27;
-
 /// The engine's error with the device's and the undo sink's errors.
 pub type EngineError = ImportError<io::Error, io::Error>;
 
@@ -120,11 +117,8 @@ impl Checker<Dev> for Threads {
 }
 
 /// A device error: its errno (a file grown past its filesystem's limit is
-/// rbd's EFBIG, which a re-run would meet again).
+/// EFBIG, which a re-run would meet again: no journal is kept for it).
 pub fn device_fail(e: &io::Error) -> Fail {
-    if e.kind() == io::ErrorKind::FileTooLarge {
-        return Fail::bare(EFBIG);
-    }
     Fail::bare(io_errno(e))
 }
 

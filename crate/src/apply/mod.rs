@@ -438,6 +438,19 @@ impl<U: Sink> ImportEngine<U> {
         }
     }
 
+    /// The driver reads back what is applied from now on (its thread
+    /// started): payloads are not hashed here, see
+    /// [`ImportOptions::read_back`]. False (and no change) without a known
+    /// manifest or stream check. Call before the first event.
+    pub fn read_back(&mut self) -> bool {
+        let on = self
+            .verifier
+            .as_mut()
+            .is_some_and(StreamVerifier::defer_payloads);
+        self.opts.read_back = on;
+        on
+    }
+
     /// The options.
     pub fn options(&self) -> &ImportOptions {
         &self.opts

@@ -330,17 +330,11 @@ fn start(r: &Run<'_>, dest: &Dest<'_>) -> anyhow::Result<(Engine, EventReader<Bo
     let config = Config::rbd_compatible().with_formats(formats);
     // A regular file without integrity data (nothing at its end, no
     // sidecar) is not hashed at all; a pipe may still carry it after the
-    // data. Payloads are checked by reading them back (`read_back`) when
-    // the integrity data comes first and lists records in order.
+    // data.
     let may_carry = r.known.is_some() || !r.seekable;
-    let read_back = r
-        .known
-        .as_ref()
-        .is_some_and(|k| may_carry && integ::sorted(&k.manifest));
     let opts = apply::options(r.a.sparse_size, r.verify)
         .with_stream_check(r.verify && may_carry)
         .with_base_check(!r.a.force)
-        .with_read_back(read_back)
         .with_stream_len(r.seekable.then(|| input_len(&r.path)).flatten());
     let known = r.known.as_ref().map(|k| k.manifest.clone());
     let source = r.known.as_ref().map_or("", |k| k.source.as_str());
@@ -616,12 +610,17 @@ fn apply_stream(
         .known
         .as_ref()
         .map(|k| &k.manifest)
-        .filter(|_| eng.options().read_back && eng.checks_stream());
+        .filter(|m| eng.checks_stream() && integ::sorted(m));
     let (res, read_back) = std::thread::scope(|sc| {
         let mut rb = read_back_of.and_then(|m| {
             let dev = dest.dev().try_clone().ok()?;
             integ::ReadBack::start(sc, m, dev, batch).ok()
         });
+        // Payloads are checked as written, not hashed here. (Without
+        // threads, as under WASI, they are hashed while applying.)
+        if rb.is_some() {
+            eng.read_back();
+        }
         let res = pump(r, reader, eng, dest, &mut jr, rb.as_mut(), prog);
         (res, rb.map(integ::ReadBack::finish))
     });
