@@ -541,7 +541,11 @@ fn pump(
                     } else {
                         off
                     };
-                    let f = r.fail(e);
+                    let past = matches!(e, ImportError::BeyondSize { .. }).then(|| e.to_string());
+                    let mut f = r.fail(e);
+                    if let Some(d) = past {
+                        f = f.with_detail(d);
+                    }
                     if located { f.at_offset(&r.path, at) } else { f }
                 })?;
             match step {
