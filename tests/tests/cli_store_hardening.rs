@@ -170,6 +170,8 @@ fn store_links_refused(c: &Cli) {
         "snap-2.tmp",
         "head.rollback",
         "import-diff.rbdiff-resume.tmp",
+        "objmap-head.tmp",
+        "objmap-snap-2.tmp",
     ] {
         link("../../../secret", &dir.join(tmp));
     }

@@ -26,10 +26,11 @@
 //! At each `sync` of HEAD the exact map is written and stamped.
 
 use crate::errors::{EINVAL, Fail};
+use crate::safefs::Dir;
 use crate::store::Image;
 use rbdiff::objmap::{self as om, ObjectMap, ObjectSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -106,9 +107,10 @@ fn ino(_: &fs::Metadata) -> Option<u64> {
     None
 }
 
-/// Set `path`'s mtime to now (fine-grained) and return its stamp.
-fn stamp_now(path: &Path) -> io::Result<Stamp> {
-    let f = OpenOptions::new().write(true).open(path)?;
+/// Set the mtime of `dir`'s file `name` (not a link) to now (fine-grained)
+/// and return its stamp.
+fn stamp_now(dir: &Path, name: &str) -> io::Result<Stamp> {
+    let f = Dir::open(dir)?.open_rw(name)?;
     stamp_file(&f)
 }
 
@@ -172,33 +174,30 @@ fn decode(b: &[u8]) -> Result<MapFile, String> {
     Ok(MapFile { map, flags, stamp })
 }
 
-/// Path of a point's map.
-pub fn map_path(dir: &Path, p: Point) -> PathBuf {
+/// File names of a point's map and data in the image directory.
+fn map_name(p: Point) -> String {
     match p {
-        Point::Head => dir.join("objmap-head"),
-        Point::Snap(id) => dir.join(format!("objmap-snap-{id}")),
+        Point::Head => "objmap-head".into(),
+        Point::Snap(id) => format!("objmap-snap-{id}"),
     }
 }
 
-fn data_path(dir: &Path, p: Point) -> PathBuf {
+fn data_name(p: Point) -> String {
     match p {
-        Point::Head => dir.join("head"),
-        Point::Snap(id) => dir.join(format!("snap-{id}")),
+        Point::Head => "head".into(),
+        Point::Snap(id) => format!("snap-{id}"),
     }
 }
 
+/// Write a map: `NAME.tmp` created exclusively, fsync, rename (links in
+/// the image directory refused, as for every store file: `crate::safefs`).
 fn save(dir: &Path, p: Point, m: &MapFile) -> io::Result<()> {
-    let path = map_path(dir, p);
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&encode(m))?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, &path)?;
+    let d = Dir::open(dir)?;
+    let name = map_name(p);
+    crate::store::write_atomic(&d, &format!("{name}.tmp"), &name, &encode(m))?;
     // The rename must be durable before the data it covers is written.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if let Ok(h) = d.handle() {
+        let _ = h.sync_all();
     }
     Ok(())
 }
@@ -213,7 +212,13 @@ pub enum Loaded {
 }
 
 fn read(dir: &Path, p: Point) -> Result<MapFile, String> {
-    match fs::read(map_path(dir, p)) {
+    let bytes = Dir::open(dir)
+        .and_then(|d| d.open_ro(map_name(p)))
+        .and_then(|mut f| {
+            let mut b: Vec<u8> = Vec::new();
+            f.read_to_end(&mut b).map(|_| b)
+        });
+    match bytes {
         Ok(b) => decode(&b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err("it has no object map".into()),
         Err(e) => Err(format!("its object map cannot be read: {e}")),
@@ -229,7 +234,10 @@ pub fn load(dir: &Path, p: Point) -> Loaded {
     if m.flags & F_INVALID != 0 {
         return Loaded::Invalid("its object map is marked invalid".into());
     }
-    let meta = match fs::metadata(data_path(dir, p)) {
+    let meta = match Dir::open(dir)
+        .and_then(|d| d.open_ro(data_name(p)))
+        .and_then(|f| f.metadata())
+    {
         Ok(x) => x,
         Err(e) => return Loaded::Invalid(format!("its data cannot be read: {e}")),
     };
@@ -255,7 +263,7 @@ fn reconcile(mut map: ObjectMap, len: u64) -> ObjectMap {
 
 /// Write `map` as the exact map of `p`, stamping its data file.
 pub fn store_exact(dir: &Path, p: Point, map: &ObjectMap) -> io::Result<()> {
-    let stamp = stamp_now(&data_path(dir, p))?;
+    let stamp = stamp_now(dir, &data_name(p))?;
     save(
         dir,
         p,
@@ -302,7 +310,7 @@ pub fn create(dir: &Path, size: u64, order: u8) -> io::Result<()> {
 
 /// Remove a snapshot's map.
 pub fn remove(dir: &Path, id: u64) {
-    let _ = fs::remove_file(map_path(dir, Point::Snap(id)));
+    let _ = Dir::open(dir).and_then(|d| d.remove(map_name(Point::Snap(id))));
 }
 
 /// Keeps HEAD's map exact through rbdiff's writes (see the module docs).
@@ -662,8 +670,11 @@ fn rebuild_err(e: &io::Error) -> Fail {
 }
 
 fn open_point(img: &Image, i: Option<usize>) -> Result<crate::dev::Dev, Fail> {
-    let p = data_path(img.dir(), point(img, i));
-    crate::dev::Dev::open_ro(&p).map_err(|e| rebuild_err(&e))
+    let p = data_name(point(img, i));
+    img.handle()
+        .open_ro(p)
+        .and_then(crate::dev::Dev::from_file)
+        .map_err(|e| rebuild_err(&e))
 }
 
 /// The exact map of point index `i` from its contents.
