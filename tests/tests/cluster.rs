@@ -632,3 +632,175 @@ fn errors_as_rbd() {
     assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `export --export-format 2 SPEC OUT` by `tool` (rbdiff gets `rbd:SPEC`).
+fn export_v2(d: &Path, tool: &str, spec: &str, out: &str) {
+    if tool == "rbd" {
+        rbd(
+            d,
+            &["export", "--no-progress", "--export-format", "2", spec, out],
+        );
+    } else {
+        let cspec = format!("rbd:{spec}");
+        rbdiff(
+            d,
+            &[
+                "export",
+                "--no-progress",
+                "--export-format",
+                "2",
+                &cspec,
+                out,
+            ],
+        );
+    }
+}
+
+/// `import --export-format 2 FILE SPEC` by `tool`.
+fn import_v2(d: &Path, tool: &str, file: &str, spec: &str) {
+    if tool == "rbd" {
+        rbd(
+            d,
+            &[
+                "import",
+                "--no-progress",
+                "--export-format",
+                "2",
+                file,
+                spec,
+            ],
+        );
+    } else {
+        let cspec = format!("rbd:{spec}");
+        rbdiff(
+            d,
+            &[
+                "import",
+                "--no-progress",
+                "--export-format",
+                "2",
+                file,
+                &cspec,
+            ],
+        );
+    }
+}
+
+fn same_files(d: &Path, a: &str, b: &str, what: &str) {
+    let (x, y) = (
+        std::fs::read(d.join(a)).unwrap(),
+        std::fs::read(d.join(b)).unwrap(),
+    );
+    assert!(
+        x == y,
+        "{what}: {a} ({} bytes) and {b} ({} bytes) differ",
+        x.len(),
+        y.len()
+    );
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn export_format_2_round_trips() {
+    let d = scratch("v2");
+    for (img, snaps) in &workload().images {
+        let (a, b) = (format!("rbd.{img}.v2"), format!("rbdiff.{img}.v2"));
+        export_v2(&d, "rbd", &format!("rbd/{img}"), &a);
+        export_v2(&d, "rbdiff", &format!("rbd/{img}"), &b);
+        same_files(&d, &a, &b, "export v2");
+        // raw export, file and stdout
+        let last = snaps.last().map(String::as_str);
+        rbdiff(
+            &d,
+            &[
+                "export",
+                "--no-progress",
+                &format!("rbd:{}", at(img, last)),
+                "raw",
+            ],
+        );
+        assert!(
+            std::fs::read(d.join("raw")).unwrap() == export(&d, &at(img, last)),
+            "{img}: raw export"
+        );
+        let o = rbdiff(
+            &d,
+            &["export", "--no-progress", &format!("rbd:rbd/{img}"), "-"],
+        );
+        assert!(
+            o.stdout == export(&d, &format!("rbd/{img}")),
+            "{img}: raw export to stdout"
+        );
+        std::fs::remove_file(d.join("raw")).unwrap();
+        // rbdiff imports rbd's export, rbd imports rbdiff's: the same images
+        // as rbd's own round trip, at every snapshot and HEAD.
+        let (x, y, z) = (fresh_name("v2x"), fresh_name("v2y"), fresh_name("v2z"));
+        import_v2(&d, "rbdiff", &a, &format!("rbd/{x}"));
+        import_v2(&d, "rbd", &b, &format!("rbd/{y}"));
+        import_v2(&d, "rbd", &a, &format!("rbd/{z}"));
+        for s in snaps.iter().map(|s| Some(s.as_str())).chain([None]) {
+            let want = export(&d, &at(img, s));
+            assert!(
+                export(&d, &at(&x, s)) == want,
+                "rbdiff import of {img} at {s:?}"
+            );
+            assert!(
+                export(&d, &at(&y, s)) == want,
+                "rbd import of rbdiff's {img} at {s:?}"
+            );
+        }
+        let (ex, ez) = (format!("{x}.v2"), format!("{z}.v2"));
+        export_v2(&d, "rbd", &format!("rbd/{x}"), &ex);
+        export_v2(&d, "rbd", &format!("rbd/{z}"), &ez);
+        same_files(&d, &ex, &ez, "rbdiff's import vs rbd's");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A fresh image name (not created).
+fn fresh_name(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{what}{}y{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn diff_equals_rbd() {
+    let d = scratch("diff");
+    let mut nonempty = 0;
+    for (img, from, to) in steps() {
+        for fmt in [
+            &["--format", "plain"][..],
+            &["--format", "json"],
+            &["--format", "xml", "--pretty-format"],
+        ] {
+            for whole in [false, true] {
+                let mut args: Vec<&str> = vec!["diff"];
+                args.extend(fmt);
+                if whole {
+                    args.push("--whole-object");
+                }
+                if let Some(f) = &from {
+                    args.extend(["--from-snap", f]);
+                }
+                let spec = at(&img, to.as_deref());
+                let cspec = format!("rbd:{spec}");
+                let want = rbd(&d, &[&args[..], &[spec.as_str()]].concat()).stdout;
+                let got = rbdiff(&d, &[&args[..], &[cspec.as_str()]].concat()).stdout;
+                nonempty += usize::from(!want.is_empty());
+                assert!(
+                    want == got,
+                    "{args:?} {spec}:\n{}\nvs rbd's\n{}",
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
+    assert!(nonempty >= 60, "only {nonempty} listings had extents");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -43,6 +43,7 @@ pub fn strerror(code: i32) -> &'static str {
         EOVERFLOW => "Value too large for defined data type",
         EOPNOTSUPP => "Operation not supported",
         30 => "Read-only file system",
+        32 => "Broken pipe",
         34 => "Numerical result out of range",
         107 => "Transport endpoint is not connected",
         110 => "Connection timed out",

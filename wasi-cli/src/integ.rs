@@ -232,6 +232,13 @@ impl JournalFile {
         Ok(JournalFile::new(dir, name))
     }
 
+    /// A journal at exactly `path` (`import-diff --journal` into a cluster image).
+    #[cfg(feature = "librbd")]
+    pub fn at(path: &Path) -> io::Result<JournalFile> {
+        let (dir, name) = Dir::parent_of(path)?;
+        Ok(JournalFile::new(dir, name))
+    }
+
     /// The journal of a store image, in its directory.
     pub fn store(image_dir: &Dir) -> io::Result<JournalFile> {
         Ok(JournalFile::new(

@@ -8,8 +8,6 @@
 //! block says why it holds. Handles are closed on drop, in order: an
 //! [`Image`] borrows its [`IoCtx`], which borrows its [`Rados`].
 #![allow(unsafe_code)]
-// create, snaps, metadata: for the cluster commands still to come (export, import, info).
-#![allow(dead_code)]
 
 mod ffi;
 
@@ -44,10 +42,12 @@ pub struct ConnectOpts {
     pub conf: Option<String>,
     /// Keyring file (`--keyring`).
     pub keyring: Option<String>,
-    /// Seconds to wait for the monitors and for each operation (sets
-    /// `client_mount_timeout`, `rados_mon_op_timeout` and
-    /// `rados_osd_op_timeout`); 0 waits as long as librados does.
+    /// Seconds to wait for the monitors (sets `client_mount_timeout` and
+    /// `rados_mon_op_timeout`); 0 waits as long as librados does.
     pub timeout: u64,
+    /// Seconds to wait for each OSD operation (`rados_osd_op_timeout`); 0
+    /// (rbd's default) waits as long as it takes.
+    pub osd_timeout: u64,
 }
 
 /// A connected cluster handle (`rados_t`).
@@ -88,13 +88,12 @@ impl Rados {
         }
         if opts.timeout > 0 {
             let t = opts.timeout.to_string();
-            for key in [
-                "client_mount_timeout",
-                "rados_mon_op_timeout",
-                "rados_osd_op_timeout",
-            ] {
+            for key in ["client_mount_timeout", "rados_mon_op_timeout"] {
                 r.set(key, &t)?;
             }
+        }
+        if opts.osd_timeout > 0 {
+            r.set("rados_osd_op_timeout", &opts.osd_timeout.to_string())?;
         }
         // Quiet: rbdiff reports its own errors.
         r.set("log_to_stderr", "false")?;
@@ -180,6 +179,13 @@ impl IoCtx<'_> {
         })
     }
 
+    /// Remove image `name` (it must have no snapshots).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        let n = cstr(name)?;
+        // SAFETY: a live ioctx, a NUL-terminated name.
+        check(unsafe { ffi::rbd_remove(self.h, n.as_ptr()) }).map(drop)
+    }
+
     /// Create image `name` of `size` bytes (format 2).
     pub fn create(&self, name: &str, size: u64, o: &CreateOpts) -> io::Result<()> {
         let n = cstr(name)?;
@@ -229,8 +235,6 @@ unsafe impl Sync for Image<'_> {}
 #[derive(Clone, Copy, Debug)]
 pub struct Stat {
     pub size: u64,
-    pub obj_size: u64,
-    pub num_objs: u64,
     pub order: u32,
     pub features: u64,
     pub stripe_unit: u64,
@@ -240,8 +244,6 @@ pub struct Stat {
 /// One snapshot (`rbd_snap_list`).
 #[derive(Clone, Debug)]
 pub struct Snap {
-    pub id: u64,
-    pub size: u64,
     pub name: String,
 }
 
@@ -273,8 +275,6 @@ impl Image<'_> {
         }
         Ok(Stat {
             size: info.size,
-            obj_size: info.obj_size,
-            num_objs: info.num_objs,
             order: u32::try_from(info.order).unwrap_or(22),
             features,
             stripe_unit: su,
@@ -318,8 +318,6 @@ impl Image<'_> {
             let out = buf[..count]
                 .iter()
                 .map(|s| Snap {
-                    id: s.id,
-                    size: s.size,
                     // SAFETY: librbd filled `count` entries with
                     // NUL-terminated names it owns until list_end.
                     name: unsafe { CStr::from_ptr(s.name) }
@@ -519,7 +517,6 @@ pub enum Op {
 struct Pending {
     c: ffi::CompletionT,
     buf: Vec<u8>,
-    offset: u64,
     op: Op,
 }
 
@@ -558,7 +555,6 @@ pub struct Done {
     /// The buffer: for a read, the bytes (zeros past the end of the
     /// image); for a write, the data written (to reuse).
     pub buf: Vec<u8>,
-    pub offset: u64,
     pub op: Op,
 }
 
@@ -594,14 +590,13 @@ impl<'i, 'io> Aio<'i, 'io> {
     fn submit(
         &mut self,
         buf: Vec<u8>,
-        offset: u64,
         op: Op,
         go: impl FnOnce(ffi::CompletionT, &mut Vec<u8>) -> c_int,
     ) -> io::Result<()> {
         let mut c = ptr::null_mut();
         // SAFETY: a valid out-pointer; no callback.
         check(unsafe { ffi::rbd_aio_create_completion(ptr::null_mut(), None, &mut c) })?;
-        let mut p = Pending { c, buf, offset, op };
+        let mut p = Pending { c, buf, op };
         let r = go(c, &mut p.buf);
         if r < 0 {
             // Not submitted: release without waiting.
@@ -619,7 +614,7 @@ impl<'i, 'io> Aio<'i, 'io> {
         buf.clear();
         buf.resize(len, 0);
         let h = self.image.h;
-        self.submit(buf, offset, Op::Read, |c, b| {
+        self.submit(buf, Op::Read, |c, b| {
             // SAFETY: the buffer has `len` bytes and is owned by the
             // Pending, which waits for the op before freeing it.
             unsafe {
@@ -639,7 +634,7 @@ impl<'i, 'io> Aio<'i, 'io> {
     pub fn write(&mut self, offset: u64, data: Vec<u8>) -> io::Result<()> {
         let len = data.len();
         let h = self.image.h;
-        self.submit(data, offset, Op::Write, |c, b| {
+        self.submit(data, Op::Write, |c, b| {
             // SAFETY: as in `read`; librbd only reads the buffer.
             unsafe {
                 ffi::rbd_aio_write2(h, offset, len, b.as_ptr().cast(), c, ffi::FADVISE_NOCACHE)
@@ -652,7 +647,7 @@ impl<'i, 'io> Aio<'i, 'io> {
     pub fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let n = usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let h = self.image.h;
-        self.submit(Vec::new(), offset, Op::Zero, |c, _| {
+        self.submit(Vec::new(), Op::Zero, |c, _| {
             // SAFETY: no buffer; a live image and completion.
             unsafe { ffi::rbd_aio_write_zeroes(h, offset, n, c, 0, ffi::FADVISE_NOCACHE) }
         })
@@ -661,7 +656,7 @@ impl<'i, 'io> Aio<'i, 'io> {
     /// Wait for the oldest operation (`None` when none is in flight).
     pub fn next(&mut self) -> Option<io::Result<Done>> {
         let p = self.q.pop_front()?;
-        let (offset, op) = (p.offset, p.op);
+        let op = p.op;
         let (mut buf, r) = p.wait();
         if r < 0 {
             let code = i32::try_from(-r).unwrap_or(libc::EIO);
@@ -672,17 +667,6 @@ impl<'i, 'io> Aio<'i, 'io> {
             let n = usize::try_from(r).unwrap_or(0).min(buf.len());
             buf[n..].fill(0);
         }
-        Some(Ok(Done { buf, offset, op }))
-    }
-
-    /// Wait for everything in flight; the first error, if any.
-    pub fn drain(&mut self) -> io::Result<()> {
-        let mut first = None;
-        while let Some(r) = self.next() {
-            if let Err(e) = r {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        Some(Ok(Done { buf, op }))
     }
 }

@@ -28,6 +28,7 @@ pub fn connect(spec: &Spec) -> Result<Rados, Fail> {
         conf: spec.conf.clone().or(f.conf.clone()),
         keyring: f.keyring.clone(),
         timeout: f.cluster_timeout,
+        osd_timeout: f.osd_timeout,
     };
     Rados::connect(&opts).map_err(|e| {
         let code = errno(&e);
@@ -72,6 +73,19 @@ pub fn open<'io>(
     Ok(img)
 }
 
+/// The snapshot a command reads: the spec's `@snap` or `--snap`, not both.
+pub fn snap_of<'a>(spec: &'a Spec, flag: Option<&'a str>) -> Result<Option<&'a str>, Fail> {
+    match (spec.snap.as_deref(), flag) {
+        (Some(_), Some(_)) => Err(Fail::new(EINVAL, "rbd: snapshot given twice")),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Bytes of reads (or writes) in flight beyond which no more are queued
+/// (at least one always is): rbd's 10 requests of whole 4 MiB objects
+/// would hold 40 MiB, twice that for a sealed export's base reads.
+pub const IN_FLIGHT_BYTES: u64 = 24 << 20;
+
 /// Pipelined reads of the extents a diff-iterate thread sends, in order,
 /// with up to the queue depth in flight: the crate's
 /// [`ExtentSource`](rbdiff::image::ExtentSource).
@@ -81,6 +95,8 @@ pub struct Extents<'a, 'io> {
     base: Option<Aio<'a, 'io>>,
     queue: std::collections::VecDeque<Extent>,
     depth: usize,
+    /// Bytes being read (new image and base).
+    bytes: u64,
     done: bool,
     cur: Vec<u8>,
     cur_base: Vec<u8>,
@@ -102,6 +118,7 @@ impl<'a, 'io> Extents<'a, 'io> {
             base: base.map(|b| Aio::new(b, depth)),
             queue: std::collections::VecDeque::new(),
             depth,
+            bytes: 0,
             done: false,
             cur: Vec::new(),
             cur_base: Vec::new(),
@@ -113,8 +130,19 @@ impl<'a, 'io> Extents<'a, 'io> {
         self.spare.pop().unwrap_or_default()
     }
 
+    /// Keep a buffer for a later read (a few: the reads in flight are
+    /// bounded).
+    fn keep(&mut self, b: Vec<u8>) {
+        if self.spare.len() < 4 {
+            self.spare.push(b);
+        }
+    }
+
     fn fill(&mut self) -> io::Result<()> {
-        while !self.done && self.queue.len() < self.depth {
+        while !self.done
+            && self.queue.len() < self.depth
+            && (self.queue.is_empty() || self.bytes < IN_FLIGHT_BYTES)
+        {
             let Ok(e) = self.rx.recv() else {
                 self.done = true;
                 break;
@@ -123,8 +151,10 @@ impl<'a, 'io> Extents<'a, 'io> {
             if e.exists {
                 let b = self.buf();
                 self.to.read(e.offset, len, b)?;
+                self.bytes += e.len;
             }
             if self.base.is_some() {
+                self.bytes += e.len;
                 let b = self.buf();
                 if let Some(a) = self.base.as_mut() {
                     a.read(e.offset, len, b)?;
@@ -153,12 +183,14 @@ impl rbdiff::image::ExtentSource for Extents<'_, '_> {
         if e.exists {
             let b = done_buf(&mut self.to)?;
             let old = std::mem::replace(&mut self.cur, b);
-            self.spare.push(old);
+            self.keep(old);
+            self.bytes -= e.len;
         }
         if let Some(a) = self.base.as_mut() {
             let b = done_buf(a)?;
             let old = std::mem::replace(&mut self.cur_base, b);
-            self.spare.push(old);
+            self.keep(old);
+            self.bytes -= e.len;
         }
         Ok(Some(rbdiff::image::ReadExtent {
             offset: e.offset,
@@ -195,5 +227,7 @@ pub fn with_extents<'a, 'io, T>(
 }
 
 pub mod dev;
+pub mod export;
 pub mod export_diff;
+pub mod import;
 pub mod import_diff;

@@ -27,10 +27,14 @@ pub struct ClusterFlags {
     /// Cluster name (default: ceph).
     #[arg(long = "cluster", global = true, value_name = "NAME")]
     pub cluster: Option<String>,
-    /// Seconds to wait for a cluster's monitors and for each operation
-    /// before failing (0: wait as long as librados does).
+    /// Seconds to wait for a cluster's monitors (connecting, and each
+    /// monitor request) before failing (0: as long as librados waits).
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     pub cluster_timeout: u64,
+    /// Seconds to wait for each OSD request before failing (0, rbd's
+    /// default: as long as it takes).
+    #[arg(long, global = true, default_value_t = 0, value_name = "SECS")]
+    pub osd_timeout: u64,
     /// Cluster operations in flight at once (rbd's option of that name).
     #[arg(long, global = true, default_value_t = 10, value_name = "N")]
     pub rbd_concurrent_management_ops: usize,

@@ -287,6 +287,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     let image = super::required(v[0].clone(), "image name")?;
     let ext = if image == "-" {
         from_stream("-")?.unwrap_or_default()
+    } else if let Some(spec) = crate::cluster::parse(&image)? {
+        cluster(&spec, &a)?
     } else {
         match Target::parse(&image)? {
             Target::Raw(p) => {
@@ -334,4 +336,32 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     out.write_all(render(&ext, &a.format, a.pretty_format).as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+/// The extents of a cluster image (`rbd:pool/image[@snap]`): librbd's
+/// `diff_iterate2`, as `rbd diff` lists them.
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args) -> Result<Vec<Extent>, Fail> {
+    use crate::cluster::cmds;
+    let snap = cmds::snap_of(spec, a.snap.as_deref())?;
+    let rados = cmds::connect(spec)?;
+    let io = cmds::ioctx(&rados, spec)?;
+    let img = cmds::open(&io, spec, snap, true)?;
+    let mut ext = Vec::new();
+    let size = img.size().map_err(|e| diff_err(cmds::errno(&e)))?;
+    img.diff_iterate(a.from_snap.as_deref(), size, a.whole_object, &mut |e| {
+        ext.push(Extent {
+            offset: e.offset,
+            length: e.len,
+            exists: e.exists,
+        });
+        Ok(())
+    })
+    .map_err(|e| diff_err(cmds::errno(&e)))?;
+    Ok(ext)
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args) -> Result<Vec<Extent>, Fail> {
+    Err(crate::cluster::unsupported(&spec.image_path()))
 }

@@ -165,6 +165,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     )?;
     let source = super::required(v[0].clone(), "image name")?;
     let out_path = super::required(v[1].clone(), "path")?;
+    if let Some(spec) = crate::cluster::parse(&source)? {
+        return cluster(&spec, &a, &out_path);
+    }
     let target = Target::parse(&source)?;
     let mut prog = Progress::new("Exporting image", a.progress);
     if a.export_format == "1" && a.integrity {
@@ -272,4 +275,29 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     };
     prog.finish(false);
     Err(err(code).into())
+}
+
+/// `export` of a cluster image (`rbd:pool/image[@snap]`).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args, out: &str) -> anyhow::Result<()> {
+    if a.integrity {
+        return Err(Fail::new(
+            crate::errors::EOPNOTSUPP,
+            "rbdiff: export --integrity is not available for cluster images yet \
+             (export-diff --integrity is)",
+        )
+        .into());
+    }
+    crate::cluster::cmds::export::run(&crate::cluster::cmds::export::Req {
+        spec,
+        snap: a.snap.as_deref(),
+        format2: a.export_format == "2",
+        out,
+        progress: a.progress,
+    })
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args, _: &str) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }

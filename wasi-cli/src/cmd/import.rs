@@ -79,6 +79,11 @@ fn dest_spec(a: &Args) -> Result<Spec, Fail> {
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
+    if let Some(img) = &a.image
+        && let Some(spec) = crate::cluster::parse(img)?
+    {
+        return cluster(&spec, &a);
+    }
     let spec = dest_spec(&a).map_err(import_failed)?;
     if std::fs::metadata(&a.path).is_ok_and(|m| m.is_dir()) {
         return Err(import_failed(Fail::new(
@@ -342,4 +347,28 @@ fn pump_verified(
             _ => {}
         }
     }
+}
+
+/// `import` into a new cluster image (`rbd:pool/image`).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args) -> anyhow::Result<()> {
+    let features = a.opts.features()?;
+    crate::cluster::cmds::import::run(&crate::cluster::cmds::import::Req {
+        spec,
+        path: &a.path,
+        create: crate::ceph::CreateOpts {
+            order: a.opts.order()?.map(u64::from),
+            features,
+            stripe_unit: a.opts.stripe_unit,
+            stripe_count: a.opts.stripe_count,
+        },
+        sparse_size: a.sparse_size,
+        format2: a.export_format == "2",
+        progress: a.progress,
+    })
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }

@@ -16,6 +16,8 @@ pub struct ClusterDev<'a, 'io> {
     aio: Aio<'a, 'io>,
     size: u64,
     spare: Vec<Vec<u8>>,
+    /// Bytes of writes in flight.
+    bytes: u64,
 }
 
 impl<'a, 'io> ClusterDev<'a, 'io> {
@@ -26,6 +28,7 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
             img,
             aio: Aio::new(img, depth),
             spare: Vec::new(),
+            bytes: 0,
         })
     }
 
@@ -33,8 +36,11 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
     fn complete_one(&mut self) -> io::Result<()> {
         if let Some(r) = self.aio.next() {
             let d = r?;
-            if d.op == Op::Write && self.spare.len() < 4 {
-                self.spare.push(d.buf);
+            if d.op == Op::Write {
+                self.bytes -= d.buf.len() as u64;
+                if self.spare.len() < 4 {
+                    self.spare.push(d.buf);
+                }
             }
         }
         Ok(())
@@ -52,7 +58,7 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
     }
 
     fn room(&mut self) -> io::Result<()> {
-        while self.aio.full() {
+        while self.aio.full() || (self.aio.len() > 0 && self.bytes >= super::IN_FLIGHT_BYTES) {
             self.complete_one()?;
         }
         Ok(())
@@ -101,7 +107,9 @@ impl BlockSink for ClusterDev<'_, '_> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
         b.extend_from_slice(data);
-        self.aio.write(offset, b)
+        self.aio.write(offset, b)?;
+        self.bytes += data.len() as u64;
+        Ok(())
     }
     fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let end = offset.saturating_add(len);

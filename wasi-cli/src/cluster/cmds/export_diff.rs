@@ -37,10 +37,7 @@ fn err(code: i32) -> Fail {
 type Res = Result<(), ExportError<io::Error, io::Error>>;
 
 pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
-    let snap = match (r.spec.snap.as_deref(), r.snap) {
-        (Some(_), Some(_)) => return Err(Fail::new(EINVAL, "rbd: snapshot given twice").into()),
-        (a, b) => a.or(b),
-    };
+    let snap = super::snap_of(r.spec, r.snap)?;
     let rados = connect(r.spec)?;
     let io = ioctx(&rados, r.spec)?;
     let img = open(&io, r.spec, snap, true)?;

@@ -11,14 +11,14 @@ use crate::cluster::{Spec, flags};
 use crate::cmd::Output;
 use crate::cmd::import_diff::decode_fail;
 use crate::errors::{EBADMSG, EEXIST, EINVAL, ENOENT, Fail, errstr};
-use crate::integ::{self, Identity, Journal};
+use crate::integ::{self, Identity, Journal, JournalFile};
 use crate::progress::{Progress, ProgressFlags};
 use rbdiff::apply::{ImportEngine, ImportError, ImportOptions, Sequential, Step};
 use rbdiff::encode::IoSink;
 use rbdiff::integrity::{Manifest, VerifyError};
 use rbdiff::{Config, EventReader, FormatSet, ReadError};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::Path;
 
 /// What the command line asked for.
 pub struct Req<'a> {
@@ -52,7 +52,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// The journal of an interrupted import of this diff into this image.
 struct Resumable {
-    path: PathBuf,
+    file: JournalFile,
     ident: Identity,
     loaded: Option<Journal>,
 }
@@ -67,32 +67,33 @@ fn find_journal(r: &Req<'_>) -> Result<Option<Resumable>, Fail> {
             "rbdiff: --journal needs a diff file, not stdin",
         ));
     }
-    let path = r.journal.map_or_else(
-        || PathBuf::from(format!("{}.rbdiff-resume", r.path)),
-        PathBuf::from,
-    );
+    let file = match r.journal {
+        Some(p) => JournalFile::at(Path::new(p)),
+        None => JournalFile::raw(Path::new(r.path)),
+    }
+    .map_err(|e| Fail::io("rbdiff: the resume journal's directory", &e))?;
     let ident = Identity::of(r.path)
         .map_err(|e| Fail::io(&format!("rbd: error opening {}", r.path), &e))?;
-    let loaded = match Journal::load(&path) {
+    let loaded = match file.load() {
         Some(Ok(j)) if j.matches(&ident) => Some(j),
         Some(Ok(_)) => {
             eprintln!(
                 "rbdiff: warning: ignoring resume journal {} (it belongs to another diff)",
-                path.display()
+                file.display()
             );
             None
         }
         Some(Err(e)) => {
             eprintln!(
                 "rbdiff: warning: ignoring unreadable resume journal {}: {e}",
-                path.display()
+                file.display()
             );
             None
         }
         None => None,
     };
     Ok(Some(Resumable {
-        path,
+        file,
         ident,
         loaded,
     }))
@@ -180,7 +181,7 @@ pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
             );
             let state = rbdiff::apply::ResumeState::new(
                 rbdiff::apply::EndSnap {
-                    name: j.to_snap.as_ref().map(|s| s.as_bytes().to_vec()),
+                    name: j.to_snap.clone(),
                     protect: j.protect,
                 },
                 j.end_size,
@@ -216,7 +217,7 @@ pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
         Ok(()) => {
             prog.finish(true);
             if let Some(j) = &journal {
-                let _ = std::fs::remove_file(&j.path);
+                j.file.remove();
             }
             Ok(())
         }
@@ -226,7 +227,7 @@ pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
             if !matches!(f.code, 5 | 28 | 110)
                 && let Some(j) = &journal
             {
-                let _ = std::fs::remove_file(&j.path);
+                j.file.remove();
             }
             Err(f.into())
         }
@@ -363,7 +364,10 @@ fn snap_rules(img: &crate::ceph::Image<'_>, step: &Step<'_>) -> Result<(), Fail>
     Ok(())
 }
 
-fn create_snap(img: &crate::ceph::Image<'_>, end: &rbdiff::apply::EndSnap) -> Result<(), Fail> {
+pub(super) fn create_snap(
+    img: &crate::ceph::Image<'_>,
+    end: &rbdiff::apply::EndSnap,
+) -> Result<(), Fail> {
     if let Some(n) = &end.name {
         let n = String::from_utf8_lossy(n);
         img.snap_create(&n)
@@ -394,18 +398,13 @@ fn save_journal(
         records: res.stats.records,
         data_bytes: res.stats.data_bytes,
         zero_bytes: res.stats.zero_bytes,
-        to_snap: res
-            .state
-            .end_snap
-            .name
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned()),
+        to_snap: res.state.end_snap.name.clone(),
         protect: res.state.end_snap.protect,
         end_size: res.state.end_size,
     };
-    journal.save(&j.path).map_err(|e| {
+    j.file.save(&journal).map_err(|e| {
         Fail::io(
-            &format!("rbdiff: cannot write resume journal {}", j.path.display()),
+            &format!("rbdiff: cannot write resume journal {}", j.file.display()),
             &e,
         )
     })
