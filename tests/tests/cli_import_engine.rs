@@ -8,7 +8,7 @@
 mod cli_common;
 
 use cli_common::{Cli, Runner, native_bin, noise, sha256, sha256_file, snaps};
-use rbdiff::integrity::{Checksum, Entry, Manifest};
+use rbdiff::integrity::{Checksum, Entry, Manifest, TAG_CHECKSUM, TAG_HASHES};
 use rbdiff::{Config, Encoder, Format};
 use rbdiff_tests::{Ev, Model, decode_whole};
 use std::process::Stdio;
@@ -165,8 +165,23 @@ fn huge_block_in_integrity_data(c: &Cli) {
     c.write("huge.diff", &sealed);
     c.write("plain.diff", &diff);
     c.write("plain.diff.rbdiff-integrity", &m.to_trailer());
+    // The same as in-band `H`/`K` records of a v2 diff.
+    let mut enc = Encoder::diff(Vec::new(), Format::DiffV2).expect("encoder");
+    enc.size(4096).expect("s");
+    enc.zero(0, 4096).expect("z");
+    let hashes_offset = enc.position();
+    enc.extension(TAG_HASHES, &m.hashes_payload()).expect("H");
+    let k = Checksum {
+        records: 1,
+        stream_bytes: hashes_offset,
+        hash: 0,
+        hashes_offset,
+    };
+    enc.extension(TAG_CHECKSUM, &k.to_bytes()).expect("K");
+    enc.end_diff().expect("e");
+    c.write("huge-v2.diff", &enc.finish().expect("v2 diff"));
     let base = vec![7u8; 4096];
-    for file in ["huge.diff", "plain.diff"] {
+    for file in ["huge.diff", "plain.diff", "huge-v2.diff"] {
         c.write("t.raw", &base);
         let mut child = c
             .command(&["import-diff", "--no-progress", file, "./t.raw"])

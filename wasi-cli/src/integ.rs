@@ -126,14 +126,6 @@ pub fn find(path: &str, sidecar: Option<&str>) -> Result<Option<Known>, Fail> {
     Ok(None)
 }
 
-/// True if the manifest's records are ascending and do not overlap (what
-/// an undo diff needs).
-pub fn sorted(m: &Manifest) -> bool {
-    m.entries
-        .windows(2)
-        .all(|w| w[1].offset >= w[0].offset.saturating_add(w[0].len))
-}
-
 /// What identifies a diff file for the resume journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {

@@ -614,7 +614,7 @@ fn apply_stream(
         .known
         .as_ref()
         .map(|k| &k.manifest)
-        .filter(|m| eng.checks_stream() && integ::sorted(m));
+        .filter(|m| eng.checks_stream() && rbdiff::apply::is_sorted(m));
     let (res, read_back) = std::thread::scope(|sc| {
         let mut rb = read_back_of.and_then(|m| {
             let dev = dest.dev().try_clone().ok()?;
