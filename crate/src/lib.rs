@@ -13,6 +13,11 @@
 //!   `rbd merge-diff` for two v1 inputs.
 //! * [`image`]: apply a diff to a block device, or compute one between two,
 //!   over small [`image::BlockSource`] / [`image::BlockSink`] traits.
+//! * [`apply`]: the import engine ([`apply::ImportEngine`]) every importer
+//!   drives (CLI `import-diff` and `import --export-format 2`, the
+//!   component, the cluster backend): base check before the first write,
+//!   rbd's rules, `w` records written only once complete, stream and result
+//!   verification, undo and checkpoints.
 //!
 //! `#![no_std]`; the `alloc` feature adds [`Pump`], merge, apply/export and
 //! inspection, `std` adds `std::io` adapters.
