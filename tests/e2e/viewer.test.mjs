@@ -146,8 +146,8 @@ test('real rbd diffs picked with the file input (grow, shrink, empty, discard-ze
     for (const f of set) {
       await waitDecoded(page, f.name);
       // names repeat between cases: the last dropped file with that name is this case's
-      const buttons = await page.$$(`.file[data-name="${f.name}"]`);
-      await buttons[buttons.length - 1].click();
+      // (a locator, not an element handle: the list re-renders while the others decode)
+      await page.locator(`.file[data-name="${f.name}"]`).last().click();
       await assertDiffShown(page, f.d, `${c}/${f.rel}`);
       n++;
     }
