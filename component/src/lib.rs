@@ -7,13 +7,22 @@
 //!
 //! Build: `cargo build --release -p rbdiff-component --target wasm32-wasip2`.
 
+mod apply;
 mod convert;
+pub mod device;
+pub mod images;
 pub mod merge;
 
-wit_bindgen::generate!({
-    world: "plugin",
-    path: "wit",
-});
+/// The WIT bindings. In a module of their own: the imported
+/// `rbdiff:codec/block-device` is generated as a module `rbdiff`, which at
+/// the crate root would shadow the `rbdiff` crate.
+mod bindings {
+    wit_bindgen::generate!({
+        world: "plugin",
+        path: "wit",
+    });
+}
+pub use bindings::exports;
 
 use convert::{EventList, decode_error, options_config, summary};
 use core::cell::RefCell;
@@ -179,7 +188,33 @@ impl wit::GuestMerger for MergerResource {
     }
 }
 
+impl images::wit::Guest for Component {
+    fn default_apply_options() -> images::wit::ApplyOptions {
+        apply::default_options()
+    }
+
+    fn apply(
+        image: &device::Device,
+        diff: Vec<u8>,
+        options: images::wit::ApplyOptions,
+    ) -> Result<images::wit::ApplyResult, images::wit::ImageError> {
+        apply::apply(image, &diff, &options)
+    }
+
+    fn default_export_options() -> images::wit::ExportOptions {
+        images::default_export_options()
+    }
+
+    fn export_diff(
+        base: Option<&device::Device>,
+        image: &device::Device,
+        options: images::wit::ExportOptions,
+    ) -> Result<images::wit::ExportResult, images::wit::ImageError> {
+        images::export(base, image, &options)
+    }
+}
+
 // Exported only in the wasm build: natively (unit tests, `cargo build` of the
 // workspace) the component's export names would not link into a cdylib.
 #[cfg(target_arch = "wasm32")]
-export!(Component);
+bindings::export!(Component with_types_in bindings);
