@@ -60,6 +60,13 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get install -y -q chromium chromium-driver >/dev/null
 fi
 
+# jco (pinned in component/host-node/package.json) transpiles the component
+# for the Node host test; it brings its own wasm tools.
+if [ ! -d component/host-node/node_modules/@bytecodealliance/jco ]; then
+  log "npm install in component/host-node (jco, preview2-shim)"
+  npm install --prefix component/host-node --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/typescript ] || [ ! -d node_modules/@types/node ]; then
   log "npm install (playwright-core; typescript + @types/node check the npm package's typings)"
   npm install --no-audit --no-fund --prefer-offline >/dev/null
