@@ -87,6 +87,24 @@ def manifest(case: str) -> dict:
     return json.loads((FIXTURES / case / "manifest.json").read_text())
 
 
+# The corpus cases with one image and a chain of snapshots.
+IMAGE_CASES = ["basic-64k", "empty", "grow", "shrink", "discard-zero"]
+
+
+def recorded_sha(m: dict, rel: str):
+    """sha256 of corpus file `rel` (e.g. raw/s1.raw) as the manifest records it."""
+    for k in ("files", "unstored_files"):
+        if rel in m[k] and "sha256" in m[k][rel]:
+            return m[k][rel]["sha256"]
+    return None
+
+
+def image_of(m: dict):
+    """The case's image: (name, object size, snapshot names in order)."""
+    (name, img), = m["images"].items()
+    return name, img["object_size"], [s["name"] for s in img["snapshots"]]
+
+
 def py(v):
     """Host values as plain Python: records -> dicts with snake_case keys."""
     if isinstance(v, Record):

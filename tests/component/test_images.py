@@ -13,25 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, MemDevice, RbdError, manifest
-
-IMAGE_CASES = ["basic-64k", "empty", "grow", "shrink", "discard-zero"]
+from conftest import (FIXTURES, IMAGE_CASES, ROOT, MemDevice, RbdError, image_of, manifest,
+                      recorded_sha)
 
 
 def sha(b) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def recorded_sha(m: dict, rel: str):
-    for k in ("files", "unstored_files"):
-        if rel in m[k] and "sha256" in m[k][rel]:
-            return m[k][rel]["sha256"]
-    return None
-
-
-def image_of(m: dict):
-    (name, img), = m["images"].items()
-    return name, img["object_size"], [s["name"] for s in img["snapshots"]]
 
 
 def diff_bytes(case: str, rel: str) -> bytes:

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, component_path, manifest
-
-IMAGE_CASES = ["basic-64k", "empty", "grow", "shrink", "discard-zero"]
+from conftest import FIXTURES, IMAGE_CASES, ROOT, component_path, image_of, manifest, recorded_sha
 
 
 def host_path() -> Path:
@@ -39,13 +37,6 @@ def host(*args, ok=True) -> subprocess.CompletedProcess:
 
 def sha_file(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def recorded_sha(m: dict, rel: str):
-    for k in ("files", "unstored_files"):
-        if rel in m[k] and "sha256" in m[k][rel]:
-            return m[k][rel]["sha256"]
-    return None
 
 
 def test_inspect_every_diff():
@@ -89,8 +80,8 @@ def test_merges_identical_to_rbd(tmp_path):
 def apply_chain(case: str, tmp: Path) -> dict:
     """Apply the case's chain onto one raw file; returns point -> copy."""
     m = manifest(case)
-    (_, img), = m["images"].items()
-    pts = ["0", *[s["name"] for s in img["snapshots"]], "head"]
+    _, _, snapshots = image_of(m)
+    pts = ["0", *snapshots, "head"]
     image = tmp / f"{case}.raw"
     image.write_bytes(b"")
     copies, snaps = {"0": tmp / f"{case}@0.raw"}, []
@@ -111,13 +102,13 @@ def apply_chain(case: str, tmp: Path) -> dict:
 def test_apply_chain_and_export_diff(tmp_path, case):
     pts = apply_chain(case, tmp_path)
     m = manifest(case)
-    (_, img), = m["images"].items()
+    _, object_size, _ = image_of(m)
     names = list(pts)
     whole_same = 0
     for i, f in enumerate(names):
         for t in names[i + 1:]:
             for whole in (False, True):
-                args = ["--object-size", img["object_size"]]
+                args = ["--object-size", object_size]
                 if f != "0":
                     args += ["--base", pts[f], "--from-snap", f]
                 if t != "head":
