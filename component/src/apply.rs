@@ -111,8 +111,14 @@ fn run(
                 consumed,
                 event,
             } => (offset, consumed, event),
-            // The whole stream was given: nothing more can come.
-            Step::Done | Step::NeedMore(_) => return Ok(()),
+            Step::Done => return Ok(()),
+            // The whole stream was given (eof): the decoder reports a cut
+            // stream as an error, so this is not expected; refuse it anyway.
+            Step::NeedMore(_) => {
+                let mut err = image_error(K::InvalidStream, "the diff ends early".into());
+                err.stream_offset = Some(diff.len() as u64);
+                return Err(err);
+            }
         };
         let raw = &diff[pos..pos + consumed];
         let s = eng
