@@ -804,3 +804,67 @@ fn diff_equals_rbd() {
     assert!(nonempty >= 60, "only {nonempty} listings had extents");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn create_and_snapshots() {
+    let d = scratch("snap");
+    let img = fresh_name("mk");
+    let c = format!("rbd:rbd/{img}");
+    rbdiff(&d, &["create", "--size", "8", "--object-size", "1M", &c]);
+    let o = rbd(&d, &["info", "--format", "json", &format!("rbd/{img}")]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["size"].as_u64(), v["order"].as_u64()),
+        (Some(8 << 20), Some(20))
+    );
+    rbdiff(&d, &["snap", "create", &format!("{c}@one")]);
+    rbd(
+        &d,
+        &[
+            "resize",
+            "--size",
+            "4",
+            "--allow-shrink",
+            &format!("rbd/{img}"),
+        ],
+    );
+    rbdiff(&d, &["snap", "create", &format!("{c}@two")]);
+    let mine: serde_json::Value =
+        serde_json::from_slice(&rbdiff(&d, &["snap", "ls", "--format", "json", &c]).stdout)
+            .unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(
+        &rbd(
+            &d,
+            &["snap", "ls", "--format", "json", &format!("rbd/{img}")],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let pick = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_u64().unwrap(),
+                    s["name"].as_str().unwrap().to_string(),
+                    s["size"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(pick(&mine), pick(&theirs));
+    assert_eq!(
+        pick(&mine).iter().map(|s| s.2).collect::<Vec<_>>(),
+        vec![8 << 20, 4 << 20]
+    );
+    let o = run(bin(), &d, &["snap", "create", &format!("{c}@one")]);
+    assert_eq!(
+        o.status.code(),
+        Some(17),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -244,6 +244,8 @@ pub struct Stat {
 /// One snapshot (`rbd_snap_list`).
 #[derive(Clone, Debug)]
 pub struct Snap {
+    pub id: u64,
+    pub size: u64,
     pub name: String,
 }
 
@@ -318,6 +320,8 @@ impl Image<'_> {
             let out = buf[..count]
                 .iter()
                 .map(|s| Snap {
+                    id: s.id,
+                    size: s.size,
                     // SAFETY: librbd filled `count` entries with
                     // NUL-terminated names it owns until list_end.
                     name: unsafe { CStr::from_ptr(s.name) }

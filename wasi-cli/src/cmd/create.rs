@@ -129,9 +129,41 @@ pub struct Args {
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
+    if let Some(spec) = crate::cluster::parse(&a.image)? {
+        return cluster(&spec, &a);
+    }
     let spec = Spec::parse(&a.image)?;
     super::no_snap(&spec, "create")?;
     let meta = a.opts.meta(a.size, None)?;
     store.create(&spec, meta)?;
     Ok(())
+}
+
+/// `create` of a cluster image (librbd's defaults where no flag is given).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args) -> anyhow::Result<()> {
+    use crate::cluster::cmds;
+    if spec.snap.is_some() {
+        return Err(Fail::new(
+            EINVAL,
+            "rbd: create: snapshot name was specified, but is not valid here",
+        )
+        .into());
+    }
+    let o = crate::ceph::CreateOpts {
+        order: a.opts.order()?.map(u64::from),
+        features: a.opts.features()?,
+        stripe_unit: a.opts.stripe_unit,
+        stripe_count: a.opts.stripe_count,
+    };
+    let rados = cmds::connect(spec)?;
+    let io = cmds::ioctx(&rados, spec)?;
+    io.create(&spec.image, a.size, &o)
+        .map_err(|e| cmds::fail("rbd: create error", &e))?;
+    Ok(())
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }

@@ -74,7 +74,64 @@ fn snap_spec(s: &str) -> Result<(Spec, String), Fail> {
     }
 }
 
+/// One listed snapshot: id, name, size, protected.
+pub type SnapRow = (u64, String, u64, bool);
+
+/// `snap ls` output: JSON, or a table (nothing when there are none).
+pub fn print_ls(snaps: &[SnapRow], format: &str) -> anyhow::Result<()> {
+    if format == "json" {
+        let v: Vec<_> = snaps
+            .iter()
+            .map(|(id, name, size, p)| serde_json::json!({"id": id, "name": name, "size": size, "protected": p.to_string()}))
+            .collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    if snaps.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = snaps
+        .iter()
+        .map(|(id, name, size, p)| {
+            let p = if *p { "yes" } else { "" };
+            [id.to_string(), name.clone(), size.to_string(), p.into()]
+        })
+        .collect();
+    let head = ["SNAPID", "NAME", "SIZE", "PROTECTED"];
+    let mut w = [0usize; 4];
+    for (i, h) in head.iter().enumerate() {
+        w[i] = rows
+            .iter()
+            .map(|r| r[i].len())
+            .max()
+            .unwrap_or(0)
+            .max(h.len());
+    }
+    let line = |cells: [&str; 4]| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        s.join("  ").trim_end().to_string()
+    };
+    println!("{}", line(head));
+    for r in &rows {
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    Ok(())
+}
+
 pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
+    if let SnapCmd::Create { spec: image, .. } | SnapCmd::Ls { image, .. } = &c
+        && let Some(spec) = crate::cluster::parse(image)?
+    {
+        let ls = match &c {
+            SnapCmd::Ls { format, .. } => Some(format.as_str()),
+            _ => None,
+        };
+        return cluster(&spec, ls);
+    }
     match c {
         SnapCmd::Create { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
@@ -83,55 +140,13 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
         SnapCmd::Ls { image, format } => {
             let spec = Spec::parse(&image)?;
             let img = store.open(&spec.head())?;
-            if format == "json" {
-                let v: Vec<_> = img
-                    .meta
-                    .snapshots
-                    .iter()
-                    .map(|s| serde_json::json!({"id": s.id, "name": s.display_name(), "size": s.size, "protected": s.protected.to_string()}))
-                    .collect();
-                println!("{}", serde_json::to_string(&v)?);
-            } else if !img.meta.snapshots.is_empty() {
-                let rows: Vec<[String; 4]> = img
-                    .meta
-                    .snapshots
-                    .iter()
-                    .map(|s| {
-                        [
-                            s.id.to_string(),
-                            s.display_name(),
-                            s.size.to_string(),
-                            if s.protected {
-                                "yes".into()
-                            } else {
-                                String::new()
-                            },
-                        ]
-                    })
-                    .collect();
-                let head = ["SNAPID", "NAME", "SIZE", "PROTECTED"];
-                let mut w = [0usize; 4];
-                for (i, h) in head.iter().enumerate() {
-                    w[i] = rows
-                        .iter()
-                        .map(|r| r[i].len())
-                        .max()
-                        .unwrap_or(0)
-                        .max(h.len());
-                }
-                let line = |cells: [&str; 4]| {
-                    let s: Vec<String> = cells
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-                        .collect();
-                    s.join("  ").trim_end().to_string()
-                };
-                println!("{}", line(head));
-                for r in &rows {
-                    println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
-                }
-            }
+            let rows: Vec<SnapRow> = img
+                .meta
+                .snapshots
+                .iter()
+                .map(|s| (s.id, s.display_name(), s.size, s.protected))
+                .collect();
+            print_ls(&rows, &format)?;
         }
         SnapCmd::Rm { spec, .. } => {
             let (spec, name) = snap_spec(&spec)?;
@@ -151,4 +166,43 @@ pub fn run(store: &Store, c: SnapCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `snap ls` (`ls`: its format) or else `snap create` of a cluster image.
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, ls_format: Option<&str>) -> anyhow::Result<()> {
+    use crate::cluster::cmds;
+    let rados = cmds::connect(spec)?;
+    let io = cmds::ioctx(&rados, spec)?;
+    let ls = |img: &crate::ceph::Image<'_>| {
+        img.snaps()
+            .map_err(|e| cmds::fail("rbd: failed to list snapshots", &e))
+    };
+    match ls_format {
+        None => {
+            let Some(name) = spec.snap.as_deref() else {
+                return Err(Fail::new(EINVAL, "rbd: snapshot name was not specified").into());
+            };
+            let img = cmds::open(&io, spec, None, false)?;
+            img.snap_create(name)
+                .map_err(|e| cmds::fail("rbd: failed to create snapshot", &e))?;
+        }
+        Some(format) => {
+            let img = cmds::open(&io, spec, None, true)?;
+            let mut rows = Vec::new();
+            for s in ls(&img)? {
+                let p = img
+                    .snap_is_protected(&s.name)
+                    .map_err(|e| cmds::fail("rbd: failed to list snapshots", &e))?;
+                rows.push((s.id, s.name, s.size, p));
+            }
+            print_ls(&rows, format)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: Option<&str>) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }
