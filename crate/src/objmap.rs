@@ -616,4 +616,93 @@ mod tests {
         assert_eq!(s.next(200), None);
         assert_eq!(s.len(), 4);
     }
+
+    #[test]
+    fn hinted_source_skips_objects_outside_the_set() {
+        let img = vec![1u8; 8 << 12];
+        let mut set = ObjectSet::new(8);
+        set.insert(2);
+        set.insert(5);
+        set.insert(6);
+        let mut h = Hinted::new(img, Some(set), 12);
+        assert_eq!(h.next_data(0).unwrap(), Some((2 << 12, 3 << 12)));
+        assert_eq!(h.next_data(3 << 12).unwrap(), Some((5 << 12, 7 << 12)));
+        assert_eq!(h.next_data(7 << 12).unwrap(), None);
+        let mut none = Hinted::new(vec![1u8; 100], None, 12);
+        assert_eq!(none.next_data(0).unwrap(), Some((0, 100)));
+    }
+
+    /// A random history of writes, zeroing, resizes and snapshots: the maps
+    /// never claim less than the contents show, for every pair of points.
+    #[test]
+    fn maps_cover_every_change_of_a_random_history() {
+        let order = 12u8;
+        let obj = 1usize << order;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut head = vec![0u8; 16 * obj];
+        let mut map = ObjectMap::new(head.len() as u64, order).unwrap();
+        let mut points: Vec<(Vec<u8>, ObjectMap)> = Vec::new();
+        for step in 0..200 {
+            match rnd(10) {
+                0..=4 => {
+                    let off = rnd(head.len());
+                    let len = 1 + rnd((3 * obj).min(head.len() - off));
+                    let v = 1 + rnd(255) as u8;
+                    head[off..off + len].fill(v);
+                    map.write(off as u64, len as u64);
+                }
+                5 | 6 => {
+                    let off = rnd(head.len());
+                    let len = 1 + rnd((3 * obj).min(head.len() - off));
+                    head[off..off + len].fill(0);
+                    map.zero(off as u64, len as u64);
+                }
+                7 => {
+                    let size = (4 + rnd(20)) * obj - rnd(2) * 100;
+                    head.resize(size, 0);
+                    map.resize(size as u64);
+                }
+                _ => {
+                    points.push((head.clone(), map.clone()));
+                    map = map.cleaned();
+                }
+            }
+            let mut all = points.clone();
+            all.push((head.clone(), map.clone()));
+            let to = all.len() - 1;
+            for from in 0..to {
+                let steps: Vec<&ObjectMap> = all[from + 1..].iter().map(|p| &p.1).collect();
+                let set = may_differ(Some(&all[from].1), &steps);
+                let (a, b) = (&all[from].0, &all[to].0);
+                for k in 0..b.len().div_ceil(obj) {
+                    let r = k * obj..((k + 1) * obj).min(b.len());
+                    let av: Vec<u8> = r.clone().map(|i| a.get(i).copied().unwrap_or(0)).collect();
+                    if av[..] != b[r] {
+                        assert!(
+                            set.contains(k as u64),
+                            "step {step}: {from}->{to} object {k}"
+                        );
+                    }
+                }
+            }
+            let set = may_differ(None, &[&map]);
+            for (k, c) in head.chunks(obj).enumerate() {
+                assert!(
+                    is_zero(c) || set.contains(k as u64),
+                    "step {step}: object {k}"
+                );
+            }
+            let mut hv = head.clone();
+            assert_eq!(
+                check::<_, Vec<u8>>(&mut hv, &map, None).unwrap().unwrap(),
+                None
+            );
+        }
+    }
 }

@@ -472,7 +472,39 @@ fn killed_import_never_underreports(c: &Cli) {
     }
 }
 
+/// `import` from a file and from stdin (the image grows as it is read): the
+/// maps name exactly the objects holding data.
+fn import_keeps_maps_exact(c: &Cli) {
+    let obj = 1usize << 16;
+    let mut raw = vec![0u8; 40 * obj + 1234];
+    for k in [0usize, 3, 4, 17, 39, 40] {
+        let at = k * obj + (k * 977) % 1000;
+        let end = (at + 5000).min(raw.len());
+        raw[at..end].copy_from_slice(&noise(end - at, k as u64 + 1));
+    }
+    let want: BTreeSet<u64> = [0, 3, 4, 17, 39, 40].into_iter().collect();
+    c.write("d.raw", &raw);
+    c.ok(&["import", "--no-progress", "--order", "16", "d.raw", "f"]);
+    let o = c
+        .command(&["import", "--no-progress", "--order", "16", "-", "p"])
+        .stdin(std::fs::File::open(c.path("d.raw")).expect("raw"))
+        .output()
+        .expect("spawn");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for img in ["f", "p"] {
+        let v = check(c, img);
+        assert_eq!(objects(&v, "exists"), want, "{img}: {v}");
+        assert_eq!(objects(&v, "written"), want, "{img}: {v}");
+    }
+}
+
 both!(
+    import_keeps_maps_exact,
     maps_follow_every_write_path,
     corpus_outputs_match,
     foreign_write_is_detected,

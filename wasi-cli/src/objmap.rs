@@ -422,7 +422,9 @@ impl Tracker {
 
     /// Before HEAD's size changes.
     pub fn before_resize(&mut self, size: u64) -> io::Result<()> {
-        if !self.start()? {
+        if !self.start()? || size >= self.persisted.size() {
+            // Growing needs no update first: objects past the size an in
+            // flight map was written for count as written when it is loaded.
             return Ok(());
         }
         self.persisted.resize(size);

@@ -4,6 +4,7 @@
 //! <store>/<pool>/<image>/meta.json    size, order, features, stripe, image-meta, snapshots
 //! <store>/<pool>/<image>/head         the image HEAD (raw, sparse)
 //! <store>/<pool>/<image>/snap-<id>    one sparse copy (or reflink) per snapshot
+//! <store>/<pool>/<image>/objmap-head, objmap-snap-<id>   object maps (crate::objmap)
 //! ```
 //! `meta.json` is replaced atomically (write temp, fsync, rename). The head's
 //! and each snapshot's size is its file length, so a resize is one `set_len`.
