@@ -588,6 +588,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test code, 64-bit hosts only
 mod tests {
     use super::*;
 
