@@ -382,18 +382,56 @@ impl ObjectSet {
 /// only those objects. Within the set the inner source's own holes
 /// (`SEEK_DATA`) still count. Reads are the inner source's: the set is only
 /// a claim about where the two sides may differ.
+///
+/// With a hint, the first read of an object first reads the whole object
+/// backwards, in [`WARM_PIECE`] pieces: an operating system's sequential
+/// readahead (8 MiB on some block devices) would otherwise read well past
+/// each object it is asked for (15 MiB from disk per 4 MiB object there);
+/// backward reads are not sequential, so they read what they ask for, and
+/// the forward reads that follow find it cached.
 #[derive(Debug)]
 pub struct Hinted<S> {
     inner: S,
     set: Option<ObjectSet>,
     order: u8,
+    warmed: Option<u64>,
+    scratch: Vec<u8>,
 }
+
+/// Piece size of [`Hinted`]'s backward reads.
+pub const WARM_PIECE: usize = 256 << 10;
 
 impl<S: BlockSource> Hinted<S> {
     /// `inner` with objects (of `1 << order` bytes) outside `set` as holes;
     /// `None`: no hint, everything as `inner` says.
     pub fn new(inner: S, set: Option<ObjectSet>, order: u8) -> Self {
-        Hinted { inner, set, order }
+        Hinted {
+            inner,
+            set,
+            order,
+            warmed: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Read object `k` backwards (see the type's docs), once.
+    fn warm(&mut self, offset: u64) -> Result<(), S::Error> {
+        let k = offset >> self.order;
+        if self.warmed == Some(k) || !self.set.as_ref().is_some_and(|s| s.contains(k)) {
+            return Ok(());
+        }
+        self.warmed = Some(k);
+        let start = k << self.order;
+        let mut p = (start + (1 << self.order)).min(self.inner.size());
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; WARM_PIECE];
+        }
+        while p > start {
+            let s = p.saturating_sub(WARM_PIECE as u64).max(start);
+            self.inner.read_at(s, &mut self.scratch[..us(p - s)])?;
+            p = s;
+        }
+        Ok(())
     }
 
     /// The inner source.
@@ -418,6 +456,7 @@ impl<S: BlockSource> BlockSource for Hinted<S> {
         self.inner.size()
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), S::Error> {
+        self.warm(offset)?;
         self.inner.read_at(offset, buf)
     }
     fn next_data(&mut self, offset: u64) -> Result<Option<(u64, u64)>, S::Error> {
