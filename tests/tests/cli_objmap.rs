@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 
 const NO_MAP: (&str, &str) = ("RBDIFF_NO_OBJECT_MAP", "1");
 const FALLBACK: &str = "comparing contents instead";
+const EXPORT_A: &[&str] = &[
+    "export-diff",
+    "--no-progress",
+    "--from-snap",
+    "a",
+    "img",
+    "-",
+];
 
 struct Rng(u64);
 
@@ -334,27 +342,8 @@ fn foreign_write_is_detected(c: &Cli) {
         f.write_all(&noise(5000, 3)).expect("write");
     }
     assert_eq!(flags(c), "flags: object map invalid, fast diff invalid");
-    let want = c
-        .run_env(
-            &[
-                "export-diff",
-                "--no-progress",
-                "--from-snap",
-                "a",
-                "img",
-                "-",
-            ],
-            &[NO_MAP],
-        )
-        .stdout;
-    let o = c.ok(&[
-        "export-diff",
-        "--no-progress",
-        "--from-snap",
-        "a",
-        "img",
-        "-",
-    ]);
+    let want = c.run_env(EXPORT_A, &[NO_MAP]).stdout;
+    let o = c.ok(EXPORT_A);
     assert_eq!(o.stderr.matches(FALLBACK).count(), 1, "{}", o.stderr);
     assert!(
         o.stderr.contains("object-map rebuild rbd/img"),
@@ -373,28 +362,9 @@ fn foreign_write_is_detected(c: &Cli) {
     assert_eq!(flags(c), "flags:");
     let v = check(c, "img");
     assert!(objects(&v, "written").contains(&((3 << 20) >> 16)), "{v}");
-    let o = c.ok(&[
-        "export-diff",
-        "--no-progress",
-        "--from-snap",
-        "a",
-        "img",
-        "-",
-    ]);
+    let o = c.ok(EXPORT_A);
     assert!(!o.stderr.contains(FALLBACK), "{}", o.stderr);
-    let want = c
-        .run_env(
-            &[
-                "export-diff",
-                "--no-progress",
-                "--from-snap",
-                "a",
-                "img",
-                "-",
-            ],
-            &[NO_MAP],
-        )
-        .stdout;
+    let want = c.run_env(EXPORT_A, &[NO_MAP]).stdout;
     assert!(o.stdout == want, "after rebuild");
     // A snapshot written outside rbdiff: its map and the next one's.
     {
