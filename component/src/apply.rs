@@ -58,7 +58,7 @@ pub fn apply(
         .map_err(|e| failure(&e, None))?;
     let done = eng.finish();
     Ok(wit::ApplyResult {
-        size: rbdiff::image::BlockSink::size(&dev),
+        size: rbdiff::block::BlockSink::size(&dev),
         records: done.stats.records,
         data_bytes: done.stats.data_bytes,
         zero_bytes: done.stats.zero_bytes,

@@ -4,7 +4,7 @@
 
 pub use crate::bindings::rbdiff::codec::block_device::Device;
 use core::fmt;
-use rbdiff::image::{BlockSink, BlockSource};
+use rbdiff::block::{BlockSink, BlockSource};
 
 /// Largest read asked of the host in one call (the WIT promises 4 MiB).
 pub const MAX_READ: usize = 4 << 20;

@@ -6,7 +6,7 @@ use crate::device::Device;
 use crate::device::{DeviceError, HostDevice};
 use crate::exports::rbdiff::codec::codec as codec_wit;
 pub use crate::exports::rbdiff::codec::images as wit;
-use rbdiff::image::{ExportError, ExportOptions, ExportStats, export_diff, export_diff_sealed};
+use rbdiff::export::{ExportError, ExportOptions, ExportStats, export_diff, export_diff_sealed};
 use rbdiff::integrity::HashingSink;
 use rbdiff::{DiffHeader, EncodeError, Encoder, Format};
 
@@ -121,5 +121,7 @@ fn export_failure(e: &ExportFailure) -> wit::ImageError {
         ),
         ExportError::Write(EncodeError::Sink(never)) => match *never {},
         ExportError::Write(e) => image_error(wit::ImageErrorKind::InvalidOptions, e.to_string()),
+        // `ExportError` is non-exhaustive: a new kind is a refusal, named.
+        other => image_error(wit::ImageErrorKind::InvalidOptions, other.to_string()),
     }
 }

@@ -5,7 +5,7 @@
 //! `cargo run --release --example decode_file -- --generate FILE GIB` writes a
 //! v1 diff of about GIB GiB (4 MiB `w` records of pseudo-random data, a few `z`).
 
-use rbdiff::encode::IoSink;
+use rbdiff::IoSink;
 use rbdiff::{Config, Decoder, DiffHeader, Encoder, Event, Format, Pump, PumpError};
 use std::io::{BufWriter, Read};
 use std::time::Instant;

@@ -90,6 +90,7 @@ impl Zone {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case", tag = "kind"))]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The banner is not one that was expected. `found` holds the first bytes read.
     BadBanner {

@@ -4,16 +4,16 @@
 //! `docs/spec/ceph-rbd-semantics.md` §1 for the layouts.
 
 /// `rbd export-diff` banner (diff v1).
-pub const DIFF_BANNER_V1: &[u8; 12] = b"rbd diff v1\n";
+pub(crate) const DIFF_BANNER_V1: &[u8; 12] = b"rbd diff v1\n";
 /// Banner of a diff v2 (only embedded in `rbd export --export-format 2`).
-pub const DIFF_BANNER_V2: &[u8; 12] = b"rbd diff v2\n";
+pub(crate) const DIFF_BANNER_V2: &[u8; 12] = b"rbd diff v2\n";
 /// `rbd export --export-format 2` banner.
-pub const IMAGE_BANNER_V2: &[u8; 13] = b"rbd image v2\n";
+pub(crate) const IMAGE_BANNER_V2: &[u8; 13] = b"rbd image v2\n";
 /// Banner that opens the diffs section of an image v2 stream.
-pub const IMAGE_DIFFS_BANNER_V2: &[u8; 19] = b"rbd image diffs v2\n";
+pub(crate) const IMAGE_DIFFS_BANNER_V2: &[u8; 19] = b"rbd image diffs v2\n";
 
 /// Diff record tags.
-pub mod tag {
+pub(crate) mod tag {
     /// `f`: from-snapshot name.
     pub const FROM_SNAP: u8 = b'f';
     /// `t`: to-snapshot name.
@@ -43,7 +43,7 @@ pub mod tag {
 }
 
 /// Length rbd 16.2.15 declares for the `p` record (it then writes only one byte).
-pub const PROTECTION_DECLARED_LEN: u64 = 8;
+pub(crate) const PROTECTION_DECLARED_LEN: u64 = 8;
 
 /// The kind of a stream, told by its banner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

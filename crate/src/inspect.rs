@@ -63,6 +63,7 @@ pub struct MetaPair {
 /// The image v2 header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// Object order.
     pub order: Option<u64>,
@@ -93,6 +94,7 @@ pub struct RecordSummary {
 /// One diff (the stream itself, or one embedded in an image v2 stream).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct DiffSummary {
     /// Index in the image stream (0 for a standalone diff).
     pub index: u64,
@@ -143,6 +145,7 @@ pub struct DiffSummary {
 /// matches it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct IntegritySummary {
     /// Records listed.
     pub entries: u64,
@@ -157,6 +160,7 @@ pub struct IntegritySummary {
 /// What a stream holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Summary {
     /// Stream format.
     pub format: Option<Format>,

@@ -11,13 +11,17 @@
 //! * [`Encoder`]: writes the same bytes rbd writes, and refuses misuse.
 //! * [`merge`]: an I/O-free N-way merge of consecutive diffs, identical to
 //!   `rbd merge-diff` for two v1 inputs.
-//! * [`image`]: apply a diff to a block device, or compute one between two,
-//!   over small [`image::BlockSource`] / [`image::BlockSink`] traits.
+//! * [`block`]: the [`block::BlockSource`] / [`block::BlockSink`] traits a
+//!   block device implements; [`export`] computes a diff between two.
 //! * [`apply`]: the import engine ([`apply::ImportEngine`]) every importer
 //!   drives (CLI `import-diff` and `import --export-format 2`, the
 //!   component, the cluster backend): base check before the first write,
 //!   rbd's rules, `w` records written only once complete, stream and result
 //!   verification, undo and checkpoints.
+//! * [`inspect`], [`integrity`], [`chain`]: what a stream holds, rbdiff's
+//!   integrity data, the snapshot-chain rule.
+//!
+//! The layers and where a new backend plugs in: `docs/architecture.md`.
 //!
 //! `#![no_std]`; the `alloc` feature adds [`Pump`], merge, apply/export and
 //! inspection, `std` adds `std::io` adapters.
@@ -68,13 +72,15 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod apply;
-pub mod chain;
-pub mod decode;
-pub mod encode;
-pub mod error;
-pub mod format;
 #[cfg(feature = "alloc")]
-pub mod image;
+pub mod block;
+pub mod chain;
+mod decode;
+mod encode;
+mod error;
+#[cfg(feature = "alloc")]
+pub mod export;
+mod format;
 pub mod image_meta;
 #[cfg(feature = "alloc")]
 pub mod inspect;
@@ -84,16 +90,18 @@ pub mod merge;
 #[cfg(feature = "alloc")]
 pub mod objmap;
 #[cfg(feature = "alloc")]
-pub mod pump;
+mod pump;
 #[cfg(feature = "std")]
-pub mod reader;
+mod reader;
 
 pub use decode::{Check, Checkpoint, Config, Decoder, Event, FormatSet, Step, UnknownV1};
+#[cfg(feature = "std")]
+pub use encode::IoSink;
 pub use encode::{DiffHeader, EncodeError, Encoder, ImageHeader, Misuse, Sink};
 pub use error::{DecodeError, ErrorCode, ErrorKind, Expected, Zone};
-pub use format::Format;
 #[cfg(feature = "alloc")]
-pub use inspect::InspectSession;
+pub use format::feature_names;
+pub use format::{FEATURES, Format, feature_bit};
 #[cfg(feature = "alloc")]
 pub use pump::{Pump, PumpError};
 #[cfg(feature = "std")]

@@ -17,11 +17,11 @@
 //! under-report. From the maps of an image's snapshots (and HEAD)
 //! [`may_differ`] gives the objects a diff between two of them has to look
 //! at, the way librbd's `DiffRequest` does; [`Hinted`] hands those to the
-//! export engines ([`crate::image::export_diff`] and friends), which then
+//! export engines ([`crate::export::export_diff`] and friends), which then
 //! read only those objects. [`build`] makes a map from the contents (rbd's
 //! `object-map rebuild`) and [`check`] verifies one against them.
 
-use crate::image::{BlockSource, is_zero};
+use crate::block::{BlockSource, is_zero};
 use alloc::vec;
 use alloc::vec::Vec;
 

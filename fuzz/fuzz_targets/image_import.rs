@@ -6,7 +6,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rbdiff::apply::{ImportEngine, ImportOptions, NoUndo, Sequential};
-use rbdiff::image::{BlockSink, BlockSource};
+use rbdiff::block::{BlockSink, BlockSource};
 use rbdiff::{Config, EventReader, FormatSet, ReadError};
 use rbdiff_tests::{Ev, Model, decode_whole};
 

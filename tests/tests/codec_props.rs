@@ -5,7 +5,8 @@
 #![allow(clippy::cast_possible_truncation)] // test code, 64-bit hosts only
 
 use proptest::prelude::*;
-use rbdiff::image::{Applier, ExportOptions, export_diff};
+use rbdiff::apply::Applier;
+use rbdiff::export::{ExportOptions, export_diff};
 use rbdiff::merge::{MergeOptions, merge_streams};
 use rbdiff::{Config, Decoder, DiffHeader, Encoder, Event, Format, ImageHeader, Pump};
 use rbdiff_tests::*;

@@ -256,7 +256,7 @@ fn apply_and_export_reproduce_every_manifest_result() {
                         .trim_start_matches("raw/")
                         .trim_end_matches(".raw");
                     let mut v = vec![];
-                    rbdiff::image::apply_stream(
+                    rbdiff::apply::apply_stream(
                         std::fs::File::open(root.join(case).join(format!("diff/0..{pt}.diff")))
                             .unwrap(),
                         &mut v,
@@ -272,7 +272,7 @@ fn apply_and_export_reproduce_every_manifest_result() {
             else {
                 continue;
             };
-            rbdiff::image::apply_stream(&diff[..], &mut img, Config::new(), 4096).unwrap();
+            rbdiff::apply::apply_stream(&diff[..], &mut img, Config::new(), 4096).unwrap();
             assert_eq!(
                 sha(&img),
                 rel["result_sha256"].as_str().unwrap(),
@@ -284,11 +284,11 @@ fn apply_and_export_reproduce_every_manifest_result() {
                 let mut enc = rbdiff::Encoder::diff(Vec::new(), rbdiff::Format::DiffV1).unwrap();
                 let mut b2 = base.clone();
                 let mut t2 = img.clone();
-                rbdiff::image::export_diff(
+                rbdiff::export::export_diff(
                     Some(&mut b2),
                     &mut t2,
                     &Default::default(),
-                    &rbdiff::image::ExportOptions {
+                    &rbdiff::export::ExportOptions {
                         object_size: 1 << order,
                         whole_object: whole,
                         ..Default::default()
@@ -299,7 +299,7 @@ fn apply_and_export_reproduce_every_manifest_result() {
                 .unwrap();
                 let out = enc.finish().unwrap();
                 let mut again = base.clone();
-                rbdiff::image::apply_stream(&out[..], &mut again, rbdiff::Config::strict(), 4096)
+                rbdiff::apply::apply_stream(&out[..], &mut again, rbdiff::Config::strict(), 4096)
                     .unwrap();
                 assert_eq!(sha(&again), rel["result_sha256"].as_str().unwrap());
             }

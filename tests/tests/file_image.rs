@@ -1,8 +1,9 @@
 //! FileImage on real (sparse) files: SEEK_DATA/SEEK_HOLE skipping and hole
 //! punching give the same diffs and images as the in-memory model.
 
-use rbdiff::encode::IoSink;
-use rbdiff::image::{BlockSink, BlockSource, ExportOptions, FileImage, export_diff};
+use rbdiff::IoSink;
+use rbdiff::block::{BlockSink, BlockSource, FileImage};
+use rbdiff::export::{ExportOptions, export_diff};
 use rbdiff::integrity::hash_range;
 use rbdiff::{DiffHeader, Encoder, Format};
 use std::fs::OpenOptions;

@@ -5,9 +5,9 @@
 // Test images are a few MiB: offsets always fit in usize.
 #![allow(clippy::cast_possible_truncation)]
 
-use rbdiff::image::{
-    Applier, BlockSink, ExportOptions, UndoRecorder, export_diff, export_diff_sealed,
-};
+use rbdiff::apply::{Applier, UndoRecorder};
+use rbdiff::block::BlockSink;
+use rbdiff::export::{ExportOptions, export_diff, export_diff_sealed};
 use rbdiff::integrity::{
     HashingSink, Manifest, StreamFault, StreamVerifier, VerifyError, read_tail, seal_stream,
 };
@@ -142,7 +142,7 @@ fn sealed_streams_read_like_plain_ones_in_rbd_compatible_mode() {
         assert!(!m.entries.is_empty());
         // Applying the sealed stream with rbd semantics gives the target.
         let mut img = base.clone();
-        rbdiff::image::apply_stream(&s[..], &mut img, Config::rbd_compatible(), 4096).unwrap();
+        rbdiff::apply::apply_stream(&s[..], &mut img, Config::rbd_compatible(), 4096).unwrap();
         assert_eq!(img, target);
     }
 }
@@ -282,7 +282,7 @@ fn a_wrong_base_is_refused_before_any_write() {
     // And the result check passes after applying.
     let mut img = base.clone();
     let (s, _) = sealed(Format::DiffV1, &base, &target);
-    rbdiff::image::apply_stream(&s[..], &mut img, Config::new(), 4096).unwrap();
+    rbdiff::apply::apply_stream(&s[..], &mut img, Config::new(), 4096).unwrap();
     m.check_result(&mut img, Some(target.len() as u64)).unwrap();
 }
 
@@ -303,7 +303,7 @@ fn undo_restores_the_exact_previous_image() {
         ap.finish(&mut img).unwrap();
         assert_eq!(sha(&img), sha(to));
         let undo = undo.finish().unwrap();
-        rbdiff::image::apply_stream(&undo[..], &mut img, Config::new(), 4096).unwrap();
+        rbdiff::apply::apply_stream(&undo[..], &mut img, Config::new(), 4096).unwrap();
         assert_eq!(sha(&img), sha(from), "undo restores the previous sha256");
     }
 }
@@ -354,7 +354,7 @@ fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
     let d01 = std::fs::read(root.join("diff/0..s1.diff")).unwrap();
     let d12 = std::fs::read(root.join("diff/s1..s2.diff")).unwrap();
     let mut s1 = vec![];
-    rbdiff::image::apply_stream(&d01[..], &mut s1, Config::new(), 4096).unwrap();
+    rbdiff::apply::apply_stream(&d01[..], &mut s1, Config::new(), 4096).unwrap();
     let m = seal_stream(&d12[..], Some(&mut s1)).unwrap();
     let sidecar = m.to_trailer();
     let m = Manifest::from_trailer(&sidecar).unwrap();
@@ -372,7 +372,7 @@ fn real_rbd_diffs_can_be_sealed_with_a_sidecar() {
     let m0 = seal_stream(&d01[..], None::<&mut Vec<u8>>).unwrap();
     m0.check_base(&mut vec![0u8; 4 << 20]).unwrap();
     let mut applied = vec![0u8; 4 << 20];
-    rbdiff::image::apply_stream(&d01[..], &mut applied, Config::new(), 4096).unwrap();
+    rbdiff::apply::apply_stream(&d01[..], &mut applied, Config::new(), 4096).unwrap();
     m0.check_result(&mut applied, Some(4 << 20)).unwrap();
     assert!(applied.size() > 0);
 }
@@ -431,7 +431,7 @@ fn golden_sealed_samples_are_current() {
     ] {
         for d in diffs {
             let f = std::fs::File::open(corpus.join(d)).unwrap();
-            rbdiff::image::apply_stream(f, img, Config::new(), 4096).unwrap();
+            rbdiff::apply::apply_stream(f, img, Config::new(), 4096).unwrap();
         }
     }
     for (format, name) in [
@@ -474,7 +474,7 @@ fn golden_sealed_samples_are_current() {
         // It applies to s1 and gives s2, verified.
         let mut img = s1.clone();
         m.check_base(&mut img).unwrap();
-        rbdiff::image::apply_stream(&bytes[..], &mut img, Config::new(), 4096).unwrap();
+        rbdiff::apply::apply_stream(&bytes[..], &mut img, Config::new(), 4096).unwrap();
         assert_eq!(img, s2);
     }
 }
@@ -511,7 +511,7 @@ fn sealed_export_hashes_equal_sealing_afterwards() {
     assert_eq!(m, again);
     // and the diff applies to the target, verified against its manifest
     let mut img = base.clone();
-    rbdiff::image::apply_stream(Cursor::new(&bytes), &mut img, Config::new(), 4096).unwrap();
+    rbdiff::apply::apply_stream(Cursor::new(&bytes), &mut img, Config::new(), 4096).unwrap();
     assert_eq!(sha(&img), sha(&target));
     m.check_result(&mut img, Some(target.len() as u64)).unwrap();
 }
@@ -590,7 +590,7 @@ fn a_failing_sink_stops_a_threaded_sealed_export() {
             &mut |_, _| {},
         );
         assert!(
-            matches!(r, Err(rbdiff::image::ExportError::Write(_))),
+            matches!(r, Err(rbdiff::export::ExportError::Write(_))),
             "{room}: {r:?}"
         );
     }

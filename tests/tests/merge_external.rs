@@ -9,13 +9,13 @@
 mod cli_common;
 
 use proptest::prelude::*;
-use rbdiff::encode::{EncodeError, Misuse};
-use rbdiff::error::{ErrorKind, Expected};
 use rbdiff::merge::{
     BufCopier, CopyError, MergeErrorKind, MergeOptions, MergeStreamError, Need, Phase, PushMerge,
     merge_streams, merge_streams_with,
 };
 use rbdiff::{Config, DecodeError, Decoder, DiffHeader, Encoder, Event, Format, Step};
+use rbdiff::{EncodeError, Misuse};
+use rbdiff::{ErrorKind, Expected};
 use rbdiff_tests::{Rec, Rng, encode_diff, fixtures_root};
 use std::io::{self, Read};
 use std::sync::OnceLock;

@@ -6,7 +6,7 @@
 //! writing zeros / treating the whole file as data / copying non-zero blocks.
 
 use crate::objmap::Tracker;
-use rbdiff::image::{BlockSink, BlockSource, FileImage, is_zero};
+use rbdiff::block::{BlockSink, BlockSource, FileImage, is_zero};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;

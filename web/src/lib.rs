@@ -20,7 +20,7 @@ mod wasm;
 
 pub use session::{Session, SessionOptions};
 
-pub use rbdiff::format::{FEATURES, feature_names};
+pub use rbdiff::{FEATURES, feature_names};
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! stream and the image before any work, and the [`Checker`] a driver may
 //! replace to run the base and result checks on several threads.
 
-use crate::image::BlockSource;
+use crate::block::BlockSource;
 use crate::integrity::{Manifest, VerifyError};
 use core::fmt;
 use core::ops::Range;

@@ -35,7 +35,7 @@
 //! * **The base check** ([`Checker::check_base`]) runs before the first
 //!   write: at the diff's `s` record (whose size bounds the records), or at
 //!   its first record. `--force` is [`ImportOptions::check_base`] = false.
-//! * **rbd's rules** ([`crate::image::Applier`]): `s` resizes at once, `w`
+//! * **rbd's rules** ([`crate::apply::Applier`]): `s` resizes at once, `w`
 //!   payloads are cut in `sparse_size` chunks counted from the record start
 //!   and all-zero chunks become `write_zeroes`, as `z` records do.
 //! * **A `w` record is written only once complete**, as rbd (which reads a
@@ -60,18 +60,25 @@
 //! driver: [`ImportOptions::read_back`], [`ImportEngine::records_started`]
 //! and [`ImportEngine::pending_zero_start`] tell it what is on the device.
 
+mod applier;
 mod check;
+mod undo;
+
+pub use applier::{Applier, ApplyError, ApplyStats};
+#[cfg(feature = "std")]
+pub use applier::{ApplyStreamError, apply_stream};
+pub use undo::{UndoError, UndoRecorder};
 
 pub use check::{
     Checker, IntegrityDataError, MIN_RECORD_LEN, Sequential, is_sorted, validate_extents,
     validate_manifest,
 };
 
+use crate::block::{BlockSink, BlockSource};
 use crate::decode::{Checkpoint, Event};
 use crate::encode::{EncodeError, Sink};
 use crate::error::ErrorKind;
 use crate::format::Format;
-use crate::image::{Applier, ApplyError, ApplyStats, BlockSink, BlockSource, UndoRecorder};
 use crate::integrity::VerifyError;
 use crate::integrity::{Manifest, StreamFault, StreamVerifier, TAG_CHECKSUM, TAG_HASHES};
 use alloc::vec::Vec;
@@ -617,8 +624,8 @@ impl<U: Sink> ImportEngine<U> {
     fn change<D: Device>(&mut self, dev: &mut D, ev: &Event<'_>) -> Res<(), D, U> {
         if let Undo::Recording(u) = &mut self.undo {
             u.before(dev, ev).map_err(|e| match e {
-                crate::image::UndoError::Read(e) => ImportError::UndoRead(e),
-                crate::image::UndoError::Write(e) => ImportError::UndoWrite(e),
+                crate::apply::UndoError::Read(e) => ImportError::UndoRead(e),
+                crate::apply::UndoError::Write(e) => ImportError::UndoWrite(e),
             })?;
         }
         if let Event::Write { offset, len } = *ev

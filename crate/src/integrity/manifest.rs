@@ -2,8 +2,8 @@
 //! stream verifier used by importers.
 
 use super::*;
+use crate::block::BlockSource;
 use crate::decode::Event;
-use crate::image::BlockSource;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -95,7 +95,7 @@ pub fn hash_range<S: BlockSource + ?Sized>(
         if buf.len() < STEP {
             buf.resize(STEP, 0);
         }
-        crate::image::read_through(src, o, end, buf, &mut |s| h.update(s))?;
+        crate::block::read_through(src, o, end, buf, &mut |s| h.update(s))?;
     }
     Ok(h.digest())
 }
@@ -226,7 +226,7 @@ impl Manifest {
     }
 
     /// [`check_base`](Self::check_base) on one thread per source (each
-    /// source a handle on the same image, e.g. [`crate::image::FileImage::try_clone`]):
+    /// source a handle on the same image, e.g. [`crate::block::FileImage::try_clone`]):
     /// the entries are split in runs of about equal bytes. The first
     /// mismatching entry (lowest index) is reported, as by `check_base`.
     #[cfg(feature = "std")]

@@ -29,6 +29,7 @@ pub enum Phase {
 
 /// Why a merge failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MergeErrorKind {
     /// An input is invalid.
     Decode(DecodeError),

@@ -88,7 +88,7 @@ pub const IN_FLIGHT_BYTES: u64 = 24 << 20;
 
 /// Pipelined reads of the extents a diff-iterate thread sends, in order,
 /// with up to the queue depth in flight: the crate's
-/// [`ExtentSource`](rbdiff::image::ExtentSource).
+/// [`ExtentSource`](rbdiff::export::ExtentSource).
 pub struct Extents<'a, 'io> {
     rx: std::sync::mpsc::Receiver<Extent>,
     to: Aio<'a, 'io>,
@@ -173,9 +173,9 @@ fn done_buf(a: &mut Aio<'_, '_>) -> io::Result<Vec<u8>> {
     }
 }
 
-impl rbdiff::image::ExtentSource for Extents<'_, '_> {
+impl rbdiff::export::ExtentSource for Extents<'_, '_> {
     type Error = io::Error;
-    fn next_extent(&mut self) -> io::Result<Option<rbdiff::image::ReadExtent<'_>>> {
+    fn next_extent(&mut self) -> io::Result<Option<rbdiff::export::ReadExtent<'_>>> {
         self.fill()?;
         let Some(e) = self.queue.pop_front() else {
             return Ok(None);
@@ -192,7 +192,7 @@ impl rbdiff::image::ExtentSource for Extents<'_, '_> {
             self.keep(old);
             self.bytes -= e.len;
         }
-        Ok(Some(rbdiff::image::ReadExtent {
+        Ok(Some(rbdiff::export::ReadExtent {
             offset: e.offset,
             len: e.len,
             data: e.exists.then_some(&self.cur[..]),

@@ -5,8 +5,8 @@ use crate::dev::Dev;
 use crate::errors::{EINVAL, Fail, errstr, io_errno};
 use crate::objmap::{self, MapDev};
 use crate::store::Store;
-use rbdiff::error::ErrorKind;
-use rbdiff::image::{ExportOptions, export_diff};
+use rbdiff::ErrorKind;
+use rbdiff::export::{ExportOptions, export_diff};
 use rbdiff::{
     Config, DecodeError, Decoder, DiffHeader, Encoder, Event, EventReader, Format, FormatSet, Pump,
     PumpError, ReadError, Sink,
@@ -231,7 +231,7 @@ fn compute(
         size: None,
     };
     export_diff(from, to, &header, &opts, &mut enc, &mut |_, _| {}).map_err(|e| match e {
-        rbdiff::image::ExportError::Read(io) => diff_err(io_errno(&io)),
+        rbdiff::export::ExportError::Read(io) => diff_err(io_errno(&io)),
         _ => diff_err(EINVAL),
     })?;
     let sink = enc.finish().map_err(|_| diff_err(EINVAL))?;

@@ -7,9 +7,9 @@ use crate::errors::{EINVAL, Fail, errstr, io_errno};
 use crate::objmap::{self, MapDev};
 use crate::progress::{Progress, ProgressFlags};
 use crate::store::Store;
-use rbdiff::encode::IoSink;
-use rbdiff::image::BlockSource;
-use rbdiff::image::{ExportError, ExportOptions, export_diff, export_diff_sealed};
+use rbdiff::IoSink;
+use rbdiff::block::BlockSource;
+use rbdiff::export::{ExportError, ExportOptions, export_diff, export_diff_sealed};
 use rbdiff::integrity::HashingSink;
 use rbdiff::{DiffHeader, EncodeError, Encoder, ImageHeader};
 use std::io::{Seek, SeekFrom, Write};
@@ -96,7 +96,7 @@ fn export_raw(src: &mut MapDev, out: &mut Output, prog: &mut Progress) -> std::i
             let n = usize::try_from(end - p).unwrap_or(CHUNK).min(CHUNK);
             src.read_at(p, &mut buf[..n])?;
             if let Some(f) = file_out.as_mut() {
-                if !rbdiff::image::is_zero(&buf[..n]) {
+                if !rbdiff::block::is_zero(&buf[..n]) {
                     f.seek(SeekFrom::Start(p))?;
                     f.write_all(&buf[..n])?;
                 }

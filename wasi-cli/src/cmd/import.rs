@@ -154,7 +154,7 @@ fn import_v1(
             };
             let mut o = pos;
             for p in pieces {
-                if sparse == 0 || !rbdiff::image::is_zero(p) {
+                if sparse == 0 || !rbdiff::block::is_zero(p) {
                     dev.write_at(o, p)?;
                 }
                 o += p.len() as u64;

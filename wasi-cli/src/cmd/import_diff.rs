@@ -8,11 +8,11 @@ use crate::integ::{self, Journal, JournalFile};
 use crate::progress::{Progress, ProgressFlags};
 use crate::size;
 use crate::store::{Image, Store};
+use rbdiff::IoSink;
 use rbdiff::apply::{EndSnap, ImportEngine, ImportError, ResumeState, Step};
-use rbdiff::encode::IoSink;
-use rbdiff::error::{ErrorKind, Expected};
 use rbdiff::integrity::{StreamFault, VerifyError};
 use rbdiff::{Config, DecodeError, Event, EventReader, FormatSet, ReadError};
+use rbdiff::{ErrorKind, Expected};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -669,7 +669,7 @@ fn failed(r: &Run<'_>, eng: &mut Engine, dest: &mut Dest<'_>, f: Fail) -> anyhow
         .and_then(|IoSink(out)| out.commit().map_err(|e| e.to_string()))
         .and_then(|()| {
             let undo = File::open(p).map_err(|e| e.to_string())?;
-            rbdiff::image::apply_stream(undo, dest.dev(), Config::new(), r.a.sparse_size)
+            rbdiff::apply::apply_stream(undo, dest.dev(), Config::new(), r.a.sparse_size)
                 .map_err(|e| e.to_string())?;
             std::fs::remove_file(p).map_err(|e| e.to_string())
         });

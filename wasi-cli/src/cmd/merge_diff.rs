@@ -3,11 +3,11 @@
 use super::{Output, input_len};
 use crate::errors::{EDOM, EEXIST, EINVAL, EOPNOTSUPP, Fail, io_errno};
 use crate::progress::{Progress, ProgressFlags};
-use rbdiff::error::{ErrorKind, Expected};
-use rbdiff::format::{DIFF_BANNER_V1, Format};
+use rbdiff::Format;
 use rbdiff::merge::{
     BufCopier, CopyError, MergeErrorKind, MergeOptions, MergeStreamError, Phase, merge_streams_with,
 };
+use rbdiff::{ErrorKind, Expected};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 
@@ -82,7 +82,7 @@ pub fn rbd_lines(e: &MergeStreamError) -> Fail {
                     format!(
                         "invalid banner '{}', expected '{}'",
                         String::from_utf8_lossy(&found[..n]),
-                        String::from_utf8_lossy(DIFF_BANNER_V1)
+                        String::from_utf8_lossy(Format::DiffV1.banner())
                     ),
                 )
                 .then(format!("rbd: failed to parse {who} diff header"))
@@ -257,9 +257,9 @@ fn move_payload(
 
 /// Checks the banner (rbd --rbd-compat: v1 only) and gives the bytes back.
 fn v1_only(mut r: DiffIn, i: usize) -> Result<DiffIn, Fail> {
-    let mut head = Vec::with_capacity(DIFF_BANNER_V1.len());
+    let mut head = Vec::with_capacity(Format::DiffV1.banner().len());
     r.by_ref()
-        .take(DIFF_BANNER_V1.len() as u64)
+        .take(Format::DiffV1.banner().len() as u64)
         .read_to_end(&mut head)
         .map_err(|e| {
             Fail::new(
@@ -267,19 +267,19 @@ fn v1_only(mut r: DiffIn, i: usize) -> Result<DiffIn, Fail> {
                 format!("rbd: failed to parse {} diff header", nth(i)),
             )
         })?;
-    if head.len() < DIFF_BANNER_V1.len() {
+    if head.len() < Format::DiffV1.banner().len() {
         return Err(Fail::new(
             EDOM,
             format!("rbd: failed to parse {} diff header", nth(i)),
         ));
     }
-    if head != DIFF_BANNER_V1 {
+    if head != Format::DiffV1.banner() {
         return Err(Fail::new(
             EINVAL,
             format!(
                 "invalid banner '{}', expected '{}'",
                 String::from_utf8_lossy(&head),
-                String::from_utf8_lossy(DIFF_BANNER_V1)
+                String::from_utf8_lossy(Format::DiffV1.banner())
             ),
         )
         .then(format!("rbd: failed to parse {} diff header", nth(i))));

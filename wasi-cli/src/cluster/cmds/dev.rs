@@ -4,7 +4,7 @@
 //! every write before them).
 
 use crate::ceph::{Aio, Image, Op};
-use rbdiff::image::{BlockSink, BlockSource};
+use rbdiff::block::{BlockSink, BlockSource};
 use std::io;
 
 /// Zeroing is sent in pieces of at most this many bytes.

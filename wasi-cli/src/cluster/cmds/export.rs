@@ -8,8 +8,8 @@ use crate::cluster::Spec;
 use crate::cmd::{Output, RawOutput};
 use crate::errors::{Fail, errstr};
 use crate::progress::{Progress, ProgressFlags};
-use rbdiff::encode::IoSink;
-use rbdiff::image::{ExportError, ExtentSource, export_extents};
+use rbdiff::IoSink;
+use rbdiff::export::{ExportError, ExtentSource, export_extents};
 use rbdiff::{DiffHeader, Encoder, ImageHeader};
 use std::io::{self, Write};
 
@@ -68,7 +68,7 @@ fn v1(img: &Image<'_>, out: &mut Output, prog: &mut Progress) -> io::Result<()> 
         let mut src = Extents::new(rx, img, None);
         let mut at = 0u64;
         while let Some(x) = src.next_extent()? {
-            let Some(data) = x.data.filter(|d| !rbdiff::image::is_zero(d)) else {
+            let Some(data) = x.data.filter(|d| !rbdiff::block::is_zero(d)) else {
                 continue;
             };
             match out.raw()? {

@@ -12,7 +12,7 @@ use crate::cmd::import_diff::decode_fail;
 use crate::errors::{EBADMSG, EINVAL, Fail, errstr};
 use crate::progress::{Progress, ProgressFlags};
 use rbdiff::apply::{ImportEngine, ImportOptions, Sequential, Step};
-use rbdiff::image::BlockSink;
+use rbdiff::block::BlockSink;
 use rbdiff::{Config, Event, EventReader, FormatSet, ReadError};
 use std::io::{self, Read};
 
@@ -137,7 +137,7 @@ fn v1(r: &Req<'_>, io: &IoCtx<'_>, inp: &mut dyn Read, prog: &mut Progress) -> R
                     .map_err(|e| fail("rbd: can't resize image during import", &e))?;
             }
             for (i, b) in buf[..n].chunks(block).enumerate() {
-                if !rbdiff::image::is_zero(b) {
+                if !rbdiff::block::is_zero(b) {
                     dev.write_at(at + (i * block) as u64, b)
                         .map_err(|e| fail("rbd: import: writing the image failed", &e))?;
                 }

@@ -13,8 +13,8 @@ use crate::cmd::import_diff::decode_fail;
 use crate::errors::{EBADMSG, EEXIST, EINVAL, ENOENT, Fail, errstr};
 use crate::integ::{self, Identity, Journal, JournalFile};
 use crate::progress::{Progress, ProgressFlags};
+use rbdiff::IoSink;
 use rbdiff::apply::{ImportEngine, ImportError, ImportOptions, Sequential, Step};
-use rbdiff::encode::IoSink;
 use rbdiff::integrity::{Manifest, VerifyError};
 use rbdiff::{Config, EventReader, FormatSet, ReadError};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -385,7 +385,7 @@ fn save_journal(
     res: &rbdiff::apply::Resume,
     dev: &mut ClusterDev<'_, '_>,
 ) -> Result<(), Fail> {
-    use rbdiff::image::BlockSink;
+    use rbdiff::block::BlockSink;
     dev.flush()
         .map_err(|e| failed(fail("rbd: import-diff: flushing the image failed", &e)))?;
     let journal = Journal {
@@ -419,7 +419,7 @@ fn finish<R: Read>(
     reader: EventReader<R>,
     mut eng: Engine,
 ) -> Result<(), Fail> {
-    use rbdiff::image::BlockSink;
+    use rbdiff::block::BlockSink;
     dev.flush()
         .map_err(|e| failed(fail("rbd: import-diff: writing the image failed", &e)))?;
     if r.path == "-" {

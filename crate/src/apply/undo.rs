@@ -1,6 +1,6 @@
 //! Undo: record what an import overwrites, as a diff that restores it.
 
-use super::{BlockSource, is_zero};
+use crate::block::{BlockSource, is_zero};
 use crate::decode::Event;
 use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
 use crate::format::Format;
@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 /// Why recording undo data failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum UndoError<R, W> {
     /// Reading the image failed.
     Read(R),

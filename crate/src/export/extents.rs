@@ -4,7 +4,7 @@
 //! whose bytes are all zero, is a `z` record, any other a `w` record with
 //! its bytes (zeros inside it included).
 
-use super::{ExportError, ExportHooks, ExportStats, Exported, is_zero, seal_end, sealed};
+use super::{ExportError, ExportHooks, ExportStats, Exported, hashing, is_zero, seal_end};
 use crate::encode::{DiffHeader, Encoder, Sink};
 use crate::integrity::{HashingSink, Manifest};
 use alloc::vec::Vec;
@@ -72,7 +72,7 @@ where
         base_size,
         ..Manifest::default()
     };
-    let stats = extent_records(src, header, enc, progress, &mut sealed::Hooks::new(&mut m))?;
+    let stats = extent_records(src, header, enc, progress, &mut hashing::Hooks::new(&mut m))?;
     seal_end(stats, m, enc)
 }
 
@@ -193,7 +193,7 @@ mod tests {
         let out = enc.finish().unwrap();
         // Applying it to the base gives the new image.
         let mut img = base.clone();
-        crate::image::apply_stream(&out[..], &mut img, crate::Config::default(), 0).unwrap();
+        crate::apply::apply_stream(&out[..], &mut img, crate::Config::default(), 0).unwrap();
         assert_eq!(img, to);
     }
 

@@ -1,0 +1,268 @@
+//! Block devices: the two traits every engine reads and writes through.
+//!
+//! [`BlockSource`] (read side) and [`BlockSink`] (write side): the apply
+//! engines ([`crate::apply`]) and the export engine ([`crate::export`]) are
+//! written once against them. `Vec<u8>` is the naive in-memory model;
+//! [`FileImage`] (feature `std`) is a raw image file, on Linux, macOS and
+//! WASI alike. A new backend (a librbd cluster image, a browser `Blob`, a
+//! component host's device) implements these two traits and gets every
+//! engine.
+
+use alloc::vec::Vec;
+
+/// A readable image.
+pub trait BlockSource {
+    /// The source's error.
+    type Error;
+    /// Image size in bytes.
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`; bytes past the size read as zeros.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error>;
+    /// The first allocated region `(start, end)` at or after `offset`, if the
+    /// source knows its holes; the default says everything is data.
+    fn next_data(&mut self, offset: u64) -> Result<Option<(u64, u64)>, Self::Error> {
+        Ok((offset < self.size()).then(|| (offset, self.size())))
+    }
+    /// Hand the bytes `[offset, offset + len)` (within the size) to `f` in
+    /// order, as one or more slices, without copying them where the source
+    /// can: a slice hands itself, a [`FileImage`] maps the file on Linux.
+    /// `Ok(false)`: the source has no such path and nothing was handed (the
+    /// caller reads with [`read_at`](Self::read_at)); the default.
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        let _ = (offset, len, f);
+        Ok(false)
+    }
+}
+
+/// Hand `[offset, end)` of `src` to `f`, read into `buf` (not empty) a
+/// `buf.len()` bytes at a time: what [`BlockSource::view`] falls back to.
+pub(crate) fn read_through<S: BlockSource + ?Sized>(
+    src: &mut S,
+    mut offset: u64,
+    end: u64,
+    buf: &mut [u8],
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<(), S::Error> {
+    while offset < end {
+        let n = usize_of(end - offset).min(buf.len());
+        src.read_at(offset, &mut buf[..n])?;
+        f(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// A writable image.
+pub trait BlockSink {
+    /// The sink's error.
+    type Error;
+    /// Image size in bytes.
+    fn size(&self) -> u64;
+    /// Grow (with zeros) or shrink the image.
+    fn set_size(&mut self, size: u64) -> Result<(), Self::Error>;
+    /// Write `data` at `offset` (within the size).
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error>;
+    /// Make `len` bytes at `offset` read as zeros (within the size).
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), Self::Error>;
+    /// Make everything written durable.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+pub(crate) fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+impl BlockSource for [u8] {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        read_slice(self, offset, buf);
+        Ok(())
+    }
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        let start = usize_of(offset).min(self.len());
+        let end = usize_of(offset.saturating_add(len)).min(self.len());
+        f(&self[start..end]);
+        Ok(true)
+    }
+}
+
+impl BlockSource for Vec<u8> {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.as_mut_slice().read_at(offset, buf)
+    }
+    fn view(
+        &mut self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<bool, Self::Error> {
+        self.as_mut_slice().view(offset, len, f)
+    }
+}
+
+fn read_slice(src: &[u8], offset: u64, buf: &mut [u8]) {
+    buf.fill(0);
+    if offset < src.len() as u64 {
+        let o = usize_of(offset);
+        let n = (src.len() - o).min(buf.len());
+        buf[..n].copy_from_slice(&src[o..o + n]);
+    }
+}
+
+impl BlockSink for Vec<u8> {
+    type Error = core::convert::Infallible;
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn set_size(&mut self, size: u64) -> Result<(), Self::Error> {
+        self.resize(usize_of(size), 0);
+        Ok(())
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Self::Error> {
+        let o = usize_of(offset);
+        self[o..o + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn write_zeroes(&mut self, offset: u64, len: u64) -> Result<(), Self::Error> {
+        let o = usize_of(offset);
+        self[o..o + usize_of(len)].fill(0);
+        Ok(())
+    }
+}
+
+/// True if every byte is zero.
+///
+/// Checks 256-byte blocks (OR of 32 words, which LLVM turns into SIMD ORs)
+/// with an early exit per block; on wasm32 with `simd128` it uses `v128`
+/// loads directly, which Cranelift compiles to SSE/NEON.
+#[inline]
+pub fn is_zero(buf: &[u8]) -> bool {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        is_zero_simd128(buf)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut blocks = buf.chunks_exact(256);
+        for b in &mut blocks {
+            let mut acc = 0u64;
+            for w in b.chunks_exact(8) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                acc |= u64::from_ne_bytes(a);
+            }
+            if acc != 0 {
+                return false;
+            }
+        }
+        blocks.remainder().iter().fold(0, |a, &b| a | b) == 0
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn is_zero_simd128(buf: &[u8]) -> bool {
+    use core::arch::wasm32::{v128, v128_any_true, v128_load, v128_or};
+    let mut blocks = buf.chunks_exact(64);
+    for b in &mut blocks {
+        let p = b.as_ptr().cast::<v128>();
+        // SAFETY: `b` is 64 readable bytes; `v128_load` accepts unaligned
+        // pointers.
+        let (x0, x1, x2, x3) = unsafe {
+            (
+                v128_load(p),
+                v128_load(p.add(1)),
+                v128_load(p.add(2)),
+                v128_load(p.add(3)),
+            )
+        };
+        if v128_any_true(v128_or(v128_or(x0, x1), v128_or(x2, x3))) {
+            return false;
+        }
+    }
+    blocks.remainder().iter().fold(0, |a, &b| a | b) == 0
+}
+
+/// `a == b`. On wasm32 `memcmp` is a byte loop: there, 64-byte blocks are
+/// compared as `v128` (with `simd128`) or `u64` words instead.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut xa = a.chunks_exact(64);
+        let mut xb = b.chunks_exact(64);
+        for (x, y) in (&mut xa).zip(&mut xb) {
+            if !same_64(x, y) {
+                return false;
+            }
+        }
+        xa.remainder() == xb.remainder()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        a == b
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+fn same_64(x: &[u8], y: &[u8]) -> bool {
+    use core::arch::wasm32::{v128, v128_any_true, v128_load, v128_or, v128_xor};
+    debug_assert!(x.len() == 64 && y.len() == 64);
+    let (p, q) = (x.as_ptr().cast::<v128>(), y.as_ptr().cast::<v128>());
+    // SAFETY: both slices are 64 readable bytes; `v128_load` accepts
+    // unaligned pointers.
+    let d = unsafe {
+        v128_or(
+            v128_or(
+                v128_xor(v128_load(p), v128_load(q)),
+                v128_xor(v128_load(p.add(1)), v128_load(q.add(1))),
+            ),
+            v128_or(
+                v128_xor(v128_load(p.add(2)), v128_load(q.add(2))),
+                v128_xor(v128_load(p.add(3)), v128_load(q.add(3))),
+            ),
+        )
+    };
+    !v128_any_true(d)
+}
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+#[inline]
+fn same_64(x: &[u8], y: &[u8]) -> bool {
+    let mut acc = 0u64;
+    for (p, q) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+        a.copy_from_slice(p);
+        b.copy_from_slice(q);
+        acc |= u64::from_ne_bytes(a) ^ u64::from_ne_bytes(b);
+    }
+    acc == 0
+}
+
+#[cfg(feature = "std")]
+mod file;
+#[cfg(feature = "std")]
+pub use file::FileImage;
