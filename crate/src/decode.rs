@@ -851,14 +851,34 @@ impl Decoder {
         }
     }
 
-    /// Header records (`f`, `t`, `p`, `s`) after data records: the first
-    /// check of each of them.
-    fn after_data(&mut self, t: u8, nth: &mut u8) -> Result<Verdict, DecodeError> {
-        self.check(
+    /// The checks of a header record (`f`, `t`, `p`, `s`), in order: after
+    /// data records, then its declared length (`mismatch`: it is not the
+    /// `actual` one).
+    fn header_checks(
+        &mut self,
+        rec: RecordHead,
+        mismatch: bool,
+        actual: u64,
+    ) -> Result<Verdict, DecodeError> {
+        let mut nth = 0u8;
+        let after = self.check(
             self.config.metadata_after_data,
             self.diff.seen_data,
-            ErrorKind::MetadataAfterData { tag: t },
-            nth,
+            ErrorKind::MetadataAfterData { tag: rec.tag },
+            &mut nth,
+        )?;
+        if let Verdict::Warn(k) = after {
+            return Ok(Verdict::Warn(k));
+        }
+        self.check(
+            self.config.length_mismatch,
+            mismatch,
+            ErrorKind::LengthMismatch {
+                tag: rec.tag,
+                declared: rec.len,
+                actual,
+            },
+            &mut nth,
         )
     }
 
@@ -890,22 +910,10 @@ impl Decoder {
         }
         let end = h + 4 + n as usize;
         need!(self, input, eof, end, exp);
-        let mut nth = 0u8;
-        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+        let actual = 4 + u64::from(n);
+        if let Verdict::Warn(k) = self.header_checks(rec, v2 && len != actual, actual)? {
             return Ok(self.ev(0, Event::Warning(k)));
         }
-        let actual = 4 + u64::from(n);
-        verdict!(
-            self,
-            self.config.length_mismatch,
-            v2 && len != actual,
-            ErrorKind::LengthMismatch {
-                tag: t,
-                declared: len,
-                actual
-            },
-            &mut nth
-        );
         let name = &input[h + 4..end];
         let ev = if t == tag::FROM_SNAP {
             Event::FromSnap(name)
@@ -923,28 +931,17 @@ impl Decoder {
         rec: RecordHead,
     ) -> Result<Step<'a>, DecodeError> {
         let RecordHead {
-            tag: t,
-            head: h,
-            len,
-            v2,
+            head: h, len, v2, ..
         } = rec;
         need!(self, input, eof, h + 1, Expected::Protection);
-        let mut nth = 0u8;
-        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+        // rbd 16.2.15 declares 8 and writes 1 byte; rbd reads 1.
+        if let Verdict::Warn(k) = self.header_checks(
+            rec,
+            v2 && len != 1 && len != format::PROTECTION_DECLARED_LEN,
+            1,
+        )? {
             return Ok(self.ev(0, Event::Warning(k)));
         }
-        // rbd 16.2.15 declares 8 and writes 1 byte; rbd reads 1.
-        verdict!(
-            self,
-            self.config.length_mismatch,
-            v2 && len != 1 && len != format::PROTECTION_DECLARED_LEN,
-            ErrorKind::LengthMismatch {
-                tag: t,
-                declared: len,
-                actual: 1
-            },
-            &mut nth
-        );
         Ok(self.ev(h + 1, Event::Protection(input[h])))
     }
 
@@ -956,27 +953,12 @@ impl Decoder {
         rec: RecordHead,
     ) -> Result<Step<'a>, DecodeError> {
         let RecordHead {
-            tag: t,
-            head: h,
-            len,
-            v2,
+            head: h, len, v2, ..
         } = rec;
         need!(self, input, eof, h + 8, Expected::ImageSize);
-        let mut nth = 0u8;
-        if let Verdict::Warn(k) = self.after_data(t, &mut nth)? {
+        if let Verdict::Warn(k) = self.header_checks(rec, v2 && len != 8, 8)? {
             return Ok(self.ev(0, Event::Warning(k)));
         }
-        verdict!(
-            self,
-            self.config.length_mismatch,
-            v2 && len != 8,
-            ErrorKind::LengthMismatch {
-                tag: t,
-                declared: len,
-                actual: 8
-            },
-            &mut nth
-        );
         let size = le64(&input[h..h + 8]);
         self.diff.size = Some(size);
         Ok(self.ev(h + 8, Event::Size(size)))
