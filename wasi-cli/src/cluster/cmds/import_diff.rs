@@ -5,7 +5,7 @@
 //! and result verification, `--undo`, and resume after an interruption from
 //! a journal beside the diff file (or `--journal PATH`).
 
-use super::dev::ClusterDev;
+use super::dev::{AheadChecker, ClusterDev};
 use super::{connect, fail, ioctx, open};
 use crate::cluster::{Spec, flags};
 use crate::cmd::Output;
@@ -14,7 +14,7 @@ use crate::errors::{EBADMSG, EEXIST, EINVAL, ENOENT, Fail, errstr};
 use crate::integ::{self, Identity, Journal, JournalFile};
 use crate::progress::{Progress, ProgressFlags};
 use rbdiff::IoSink;
-use rbdiff::apply::{ImportEngine, ImportError, ImportOptions, Sequential, Step};
+use rbdiff::apply::{ImportEngine, ImportError, ImportOptions, Step};
 use rbdiff::integrity::{Manifest, VerifyError};
 use rbdiff::{Config, EventReader, FormatSet, ReadError};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -307,7 +307,7 @@ fn apply<R: Read>(
             }
         };
         let step = eng
-            .event(dev, &mut Sequential, at, &event, raw)
+            .event(dev, &mut AheadChecker, at, &event, raw)
             .map_err(|e| import_fail(r.path, e))?;
         snap_rules(img, &step)?;
         let pos = reader.decoder().position();
@@ -430,7 +430,7 @@ fn finish<R: Read>(
     }
     eng.end_stream()
         .map_err(|f| import_fail(r.path, ImportError::Stream(f)))?;
-    eng.check_result(dev, &mut Sequential, 0)
+    eng.check_result(dev, &mut AheadChecker, 0)
         .map_err(|e| import_fail(r.path, e))?;
     let undo = eng.take_undo();
     let done = eng.finish();
