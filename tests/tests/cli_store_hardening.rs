@@ -641,6 +641,24 @@ fn non_utf8_names_kept(c: &Cli) {
 
 both!(non_utf8_names_kept);
 
+/// A writer killed between `snap-N`'s rename and the `meta.json` that names
+/// it leaves an orphan `snap-N`: the next `snap create` (or the re-run of the
+/// import that creates the end snapshot) takes id N over instead of failing
+/// with EEXIST forever.
+fn orphan_snap_file_taken_over(c: &Cli) {
+    image_with_snap(c);
+    let mut next = 0;
+    edit_meta(c, |v| next = v["next_snap_id"].as_u64().expect("next_snap_id"));
+    c.write(&format!("store/rbd/img/snap-{next}"), b"left by a killed writer");
+    c.ok(&["snap", "create", "img@s2"]);
+    let head = c.ok(&["export", "--no-progress", "img", "-"]).stdout;
+    let s2 = c.ok(&["export", "--no-progress", "img@s2", "-"]).stdout;
+    assert_eq!(sha256(&s2), sha256(&head), "img@s2 is the head, not the orphan");
+    assert_eq!(s2.len(), 1 << 20);
+}
+
+both!(orphan_snap_file_taken_over);
+
 // ---- finding 6: EFBIG on ext4, a full disk ---------------------------------
 
 /// A mounted filesystem at `at`, unmounted on drop.

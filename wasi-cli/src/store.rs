@@ -592,6 +592,10 @@ impl Image {
             let size = head.size();
             let out = self.dir.create_temp(&tmp)?;
             dev::sparse_copy(&mut head, out).map_err(|e| safefs::named(&self.dir.join(&tmp), e))?;
+            // meta.json has never named id `next_snap_id`: a `snap-N` already
+            // there is what a writer killed between this rename and its save
+            // left (we hold the image's writer lock), never a snapshot.
+            self.dir.remove_if_exists(&file)?;
             self.dir.rename_new(&tmp, &file)?;
             Ok(size)
         })();
