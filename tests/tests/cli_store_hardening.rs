@@ -648,12 +648,21 @@ both!(non_utf8_names_kept);
 fn orphan_snap_file_taken_over(c: &Cli) {
     image_with_snap(c);
     let mut next = 0;
-    edit_meta(c, |v| next = v["next_snap_id"].as_u64().expect("next_snap_id"));
-    c.write(&format!("store/rbd/img/snap-{next}"), b"left by a killed writer");
+    edit_meta(c, |v| {
+        next = v["next_snap_id"].as_u64().expect("next_snap_id")
+    });
+    c.write(
+        &format!("store/rbd/img/snap-{next}"),
+        b"left by a killed writer",
+    );
     c.ok(&["snap", "create", "img@s2"]);
     let head = c.ok(&["export", "--no-progress", "img", "-"]).stdout;
     let s2 = c.ok(&["export", "--no-progress", "img@s2", "-"]).stdout;
-    assert_eq!(sha256(&s2), sha256(&head), "img@s2 is the head, not the orphan");
+    assert_eq!(
+        sha256(&s2),
+        sha256(&head),
+        "img@s2 is the head, not the orphan"
+    );
     assert_eq!(s2.len(), 1 << 20);
 }
 
