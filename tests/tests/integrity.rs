@@ -721,3 +721,42 @@ fn parallel_checks_and_deferred_payloads() {
         "{e:?}"
     );
 }
+
+/// A crafted `z` record of 2^62 bytes in a diff of a 4 KiB image (the final
+/// fuzz campaign's `image_import` hang): the verifier hashes a `z` only when
+/// integrity data names it and it lies within the image, so this returns at
+/// once (it hashed 2^62 zero bytes before) and is refused when named.
+#[test]
+fn crafted_zero_length_costs_nothing_to_verify() {
+    let huge = 1u64 << 62;
+    let feed = |v: &mut StreamVerifier| {
+        v.event(12, &Event::Size(4096), b"s");
+        v.event(
+            21,
+            &Event::Zero {
+                offset: 0,
+                len: huge,
+            },
+            b"z",
+        );
+        v.event(38, &Event::DiffEnd, b"e");
+    };
+    // Nothing names it: no integrity data, nothing to hash.
+    let mut v = StreamVerifier::new(None);
+    feed(&mut v);
+    assert_eq!(v.finish(), Ok(None));
+    // A manifest that names it: refused as a record past the image.
+    let mut m = Manifest::default();
+    m.entries.push(rbdiff::integrity::Entry {
+        offset: 0,
+        len: huge,
+        pre: 0,
+        post: 0,
+    });
+    let mut v = StreamVerifier::new(Some(m));
+    feed(&mut v);
+    assert!(
+        matches!(v.finish(), Err(StreamFault::Record { index: 0, .. })),
+        "a z past the image is refused, not hashed"
+    );
+}

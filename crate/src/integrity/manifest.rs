@@ -449,8 +449,11 @@ enum Post {
     /// A `w`: its payload, hashed as it comes (its hash goes into the
     /// checksum).
     Payload(Hasher),
-    /// A `z`: known at once.
+    /// Known at once (a `z` when sealing: [`seal_stream`]).
     Known(u128),
+    /// A `z` of this length: hashed only when integrity data names the
+    /// record and it lies within the image (a crafted length costs nothing).
+    Zeros(u64),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -459,6 +462,8 @@ struct Seen {
     offset: u64,
     len: u64,
     post: u128,
+    /// A `z` whose hash is made when (if) it is compared.
+    zero: bool,
 }
 
 /// Checks a diff stream against its integrity data while it is decoded:
@@ -493,6 +498,9 @@ pub struct StreamVerifier {
     ended: bool,
     zeros: ZeroHash,
     deferred: bool,
+    /// The image size the last `s` record gave: no hashed record reaches
+    /// past it, so hashing a `z` costs at most this much.
+    size: u64,
 }
 
 impl StreamVerifier {
@@ -517,6 +525,7 @@ impl StreamVerifier {
             ended: false,
             zeros: ZeroHash::default(),
             deferred: false,
+            size: 0,
         }
     }
 
@@ -562,6 +571,21 @@ impl StreamVerifier {
         if let Some((mut seen, post, _)) = self.record.take() {
             seen.post = match post {
                 Post::Known(h) => h,
+                Post::Zeros(len) => {
+                    let index = self.seen.len();
+                    let named = self.preloaded.as_ref().is_some_and(|m| {
+                        m.entries
+                            .get(index)
+                            .is_some_and(|e| e.offset == seen.offset && e.len == len)
+                    });
+                    // Unnamed: hashed at the end if carried integrity data names it.
+                    seen.zero = !named;
+                    if named {
+                        self.zero_post(&seen, index)
+                    } else {
+                        0
+                    }
+                }
                 Post::Payload(h) => {
                     let digest = match (&self.preloaded, self.deferred) {
                         (Some(m), true) => m
@@ -614,6 +638,7 @@ impl StreamVerifier {
             Event::DiffBegin { .. } => {
                 self.stream.reset();
             }
+            Event::Size(size) => self.size = size,
             Event::Write { offset: o, len } => {
                 self.count += 1;
                 self.record = Some((
@@ -622,6 +647,7 @@ impl StreamVerifier {
                         offset: o,
                         len,
                         post: 0,
+                        zero: false,
                     },
                     Post::Payload(Hasher::new()),
                     len,
@@ -644,13 +670,14 @@ impl StreamVerifier {
             }
             Event::Zero { offset: o, len } => {
                 self.count += 1;
-                let h = Post::Known(self.zeros.get(len));
+                let h = Post::Zeros(len);
                 self.record = Some((
                     Seen {
                         stream_offset: offset,
                         offset: o,
                         len,
                         post: 0,
+                        zero: false,
                     },
                     h,
                     0,
@@ -766,6 +793,20 @@ impl StreamVerifier {
         Some(Manifest::from_trailer(&core::mem::take(&mut self.trailer)))
     }
 
+    /// The post-image hash of the `z` record `s`, which integrity data names:
+    /// a record reaching past the image size fails (no honest sealer makes
+    /// one) instead of hashing up to 2^64 zero bytes.
+    fn zero_post(&mut self, s: &Seen, index: usize) -> u128 {
+        if s.offset.saturating_add(s.len) > self.size {
+            self.fail(StreamFault::Record {
+                stream_offset: s.stream_offset,
+                index,
+            });
+            return 0;
+        }
+        self.zeros.get(s.len)
+    }
+
     /// Final checks; returns the manifest used (preloaded or carried).
     pub fn finish(mut self) -> Result<Option<Manifest>, StreamFault> {
         self.close_record();
@@ -794,12 +835,19 @@ impl StreamVerifier {
                 actual: self.count,
             });
         }
-        for (index, (e, s)) in manifest.entries.iter().zip(&self.seen).enumerate() {
+        let mut seen = core::mem::take(&mut self.seen);
+        for (index, (e, s)) in manifest.entries.iter().zip(&mut seen).enumerate() {
             if e.offset != s.offset || e.len != s.len {
                 return Err(StreamFault::Record {
                     stream_offset: s.stream_offset,
                     index,
                 });
+            }
+            if s.zero {
+                s.post = self.zero_post(s, index);
+                if let Some(f) = self.fault {
+                    return Err(f);
+                }
             }
             if e.post != s.post {
                 return Err(StreamFault::Payload {
@@ -878,6 +926,7 @@ pub fn seal_stream<R: std::io::Read, B: BlockSource + ?Sized>(
             if let Some((offset, len, pre, post)) = cur.take() {
                 let post = match post {
                     Post::Known(h) => h,
+                    Post::Zeros(n) => super::hash_zeros(n),
                     Post::Payload(h) => {
                         let d = h.digest();
                         stream.payload(len, d);
