@@ -449,7 +449,8 @@ enum Post {
     /// A `w`: its payload, hashed as it comes (its hash goes into the
     /// checksum).
     Payload(Hasher),
-    /// Known at once (a `z` when sealing: [`seal_stream`]).
+    /// Known at once (a `z` when sealing: [`seal_stream`], std only).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     Known(u128),
     /// A `z` of this length: hashed only when integrity data names the
     /// record and it lies within the image (a crafted length costs nothing).
