@@ -67,13 +67,11 @@ pub fn export(
         protected: o.protected,
         size: None,
     };
-    let opts = ExportOptions {
-        object_size: o.object_size,
-        whole_object: o.whole_object,
-        // The component runs on one thread.
-        hash_thread: false,
-        ..ExportOptions::default()
-    };
+    // The component runs on one thread.
+    let opts = ExportOptions::new()
+        .with_object_size(o.object_size)
+        .with_whole_object(o.whole_object)
+        .with_hash_thread(false);
     let mut from = from.map(HostDevice::new);
     let mut to = HostDevice::new(to);
     let (diff, stats) = write_diff(format, o.integrity, from.as_mut(), &mut to, &header, &opts)

@@ -83,10 +83,9 @@ impl DecodeState {
     fn new(options: &wit::Options) -> Self {
         DecodeState(InspectSession::new(
             options_config(options),
-            InspectOptions {
-                max_records: options.max_records as usize,
-                max_warnings: options.max_warnings as usize,
-            },
+            InspectOptions::new()
+                .with_max_records(options.max_records as usize)
+                .with_max_warnings(options.max_warnings as usize),
         ))
     }
 

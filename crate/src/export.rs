@@ -13,6 +13,7 @@ use core::fmt;
 
 /// Options of [`export_diff`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportOptions {
     /// Object size: records never cross an object boundary (rbd: 4 MiB).
     pub object_size: u64,
@@ -28,12 +29,43 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExportOptions {
+    /// rbd's defaults: 4 MiB objects, precise extents.
+    pub const fn new() -> Self {
         ExportOptions {
             object_size: 4 << 20,
             whole_object: false,
             merge_gap: 4096,
             hash_thread: true,
         }
+    }
+
+    /// With this object size.
+    pub const fn with_object_size(mut self, n: u64) -> Self {
+        self.object_size = n;
+        self
+    }
+
+    /// Whole changed objects (`--whole-object`) or precise extents.
+    pub const fn with_whole_object(mut self, on: bool) -> Self {
+        self.whole_object = on;
+        self
+    }
+
+    /// Changed runs closer than `n` bytes become one record.
+    pub const fn with_merge_gap(mut self, n: u64) -> Self {
+        self.merge_gap = n;
+        self
+    }
+
+    /// Hash on a second thread (true) or on the exporting thread.
+    pub const fn with_hash_thread(mut self, on: bool) -> Self {
+        self.hash_thread = on;
+        self
     }
 }
 

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 
 /// Limits on what the summary keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InspectOptions {
     /// Records kept per diff in [`DiffSummary::records`] (counts are always complete).
     pub max_records: usize,
@@ -20,10 +21,29 @@ pub struct InspectOptions {
 
 impl Default for InspectOptions {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InspectOptions {
+    /// 100 000 records and 100 warnings kept.
+    pub const fn new() -> Self {
         InspectOptions {
             max_records: 100_000,
             max_warnings: 100,
         }
+    }
+
+    /// Keep at most `n` records per diff.
+    pub const fn with_max_records(mut self, n: usize) -> Self {
+        self.max_records = n;
+        self
+    }
+
+    /// Keep at most `n` warnings.
+    pub const fn with_max_warnings(mut self, n: usize) -> Self {
+        self.max_warnings = n;
+        self
     }
 }
 

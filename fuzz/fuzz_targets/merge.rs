@@ -30,13 +30,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut inputs = streams.clone();
     let mut out = Vec::new();
-    let opts = MergeOptions {
-        output: if out_v2 {
-            Format::DiffV2
-        } else {
-            Format::DiffV1
-        },
-    };
+    let opts = MergeOptions::new().with_output(if out_v2 {
+        Format::DiffV2
+    } else {
+        Format::DiffV1
+    });
     let r = merge_streams(&mut inputs, &mut out, &opts, &mut |_| {});
     if r.is_err() {
         return;

@@ -307,7 +307,7 @@ proptest! {
         }
         let mut inputs: Vec<&[u8]> = streams.iter().map(|s| s.as_slice()).collect();
         let mut out = Vec::new();
-        let opts = MergeOptions { output: if out_v2 { Format::DiffV2 } else { Format::DiffV1 } };
+        let opts = MergeOptions::new().with_output(if out_v2 { Format::DiffV2 } else { Format::DiffV1 });
         merge_streams(&mut inputs, &mut out, &opts, &mut |_| {}).unwrap();
         // The merged stream is itself clean (sorted, in size, nonzero records).
         let d = decode_whole(&out, Config::strict()).ok("merged");
@@ -335,7 +335,7 @@ proptest! {
             target[at..end].fill(b);
         }
         let object_size = 1u64 << obj_shift;
-        let opts = ExportOptions { object_size, whole_object, ..ExportOptions::default() };
+        let opts = ExportOptions::new().with_object_size(object_size).with_whole_object(whole_object);
         let mut enc = Encoder::diff(Vec::new(), Format::DiffV1).unwrap();
         let h = DiffHeader { from: (!from_zero).then_some(b"a".as_slice()), to: Some(b"b"), ..DiffHeader::default() };
         let mut a = base.clone();

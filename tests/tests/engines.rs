@@ -288,11 +288,9 @@ fn apply_and_export_reproduce_every_manifest_result() {
                     Some(&mut b2),
                     &mut t2,
                     &Default::default(),
-                    &rbdiff::export::ExportOptions {
-                        object_size: 1 << order,
-                        whole_object: whole,
-                        ..Default::default()
-                    },
+                    &rbdiff::export::ExportOptions::new()
+                        .with_object_size(1 << order)
+                        .with_whole_object(whole),
                     &mut enc,
                     &mut |_, _| {},
                 )

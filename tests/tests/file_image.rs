@@ -41,11 +41,9 @@ where
     A::Error: std::fmt::Debug,
 {
     let mut enc = Encoder::diff(IoSink(Vec::new()), Format::DiffV1).unwrap();
-    let opts = ExportOptions {
-        object_size: 1 << 20,
-        whole_object: whole,
-        ..ExportOptions::default()
-    };
+    let opts = ExportOptions::new()
+        .with_object_size(1 << 20)
+        .with_whole_object(whole);
     export_diff(
         from,
         to,

@@ -38,10 +38,7 @@ fn images() -> (Vec<u8>, Vec<u8>) {
 }
 
 fn opts() -> ExportOptions {
-    ExportOptions {
-        object_size: 64 << 10,
-        ..ExportOptions::default()
-    }
+    ExportOptions::new().with_object_size(64 << 10)
 }
 
 /// Sealed export of `base -> target` in `format`: (stream bytes, manifest).
@@ -445,10 +442,7 @@ fn golden_sealed_samples_are_current() {
             protected: Some(false),
             size: None,
         };
-        let opts = ExportOptions {
-            object_size: 64 << 10,
-            ..ExportOptions::default()
-        };
+        let opts = ExportOptions::new().with_object_size(64 << 10);
         let (mut a, mut b) = (s1.clone(), s2.clone());
         let (_, m) = export_diff_sealed(
             Some(&mut a),
@@ -489,10 +483,7 @@ fn big_images() -> (Vec<u8>, Vec<u8>, ExportOptions) {
     target[5 << 20..6 << 20].fill(0);
     target[6 << 20..7 << 20].copy_from_slice(&noise(1 << 20, 10));
     target[(7 << 20) + 5..(7 << 20) + 900_000].copy_from_slice(&noise(899_995, 11));
-    let opts = ExportOptions {
-        object_size: 1 << 20,
-        ..ExportOptions::default()
-    };
+    let opts = ExportOptions::new().with_object_size(1 << 20);
     (base, target, opts)
 }
 
@@ -527,30 +518,13 @@ fn hashes_made_on_a_second_thread_equal_inline_ones() {
     let cases = [
         (base.as_slice(), target.as_slice(), big),
         (&sb, &st, opts()),
-        (
-            &base,
-            &target,
-            ExportOptions {
-                whole_object: true,
-                ..big
-            },
-        ),
-        (
-            &base,
-            &target,
-            ExportOptions {
-                object_size: 64 << 20,
-                ..big
-            },
-        ),
+        (&base, &target, big.with_whole_object(true)),
+        (&base, &target, big.with_object_size(64 << 20)),
     ];
     for (b, t, o) in cases {
         for format in [Format::DiffV1, Format::DiffV2] {
             let threaded = sealed_with(format, b, t, &o);
-            let inline = ExportOptions {
-                hash_thread: false,
-                ..o
-            };
+            let inline = o.with_hash_thread(false);
             assert!(
                 threaded == sealed_with(format, b, t, &inline),
                 "{format:?} {o:?}"

@@ -68,10 +68,9 @@ impl Decoder {
         let d = InspectOptions::default();
         Ok(Decoder(InspectSession::new(
             config,
-            InspectOptions {
-                max_records: o.max_records.unwrap_or(d.max_records),
-                max_warnings: o.max_warnings.unwrap_or(d.max_warnings),
-            },
+            InspectOptions::new()
+                .with_max_records(o.max_records.unwrap_or(d.max_records))
+                .with_max_warnings(o.max_warnings.unwrap_or(d.max_warnings)),
         )))
     }
 

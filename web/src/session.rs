@@ -182,10 +182,7 @@ impl Session {
             opts,
             insp: Some(InspectSession::new(
                 opts.policy.config(),
-                InspectOptions {
-                    max_records: 0,
-                    ..InspectOptions::default()
-                },
+                InspectOptions::new().with_max_records(0),
             )),
             rows: Rows::default(),
             diffs: Vec::new(),

@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 
 /// Merge options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MergeOptions {
     /// Output format: [`Format::DiffV1`] (what rbd writes) or [`Format::DiffV2`].
     pub output: Format,
@@ -16,9 +17,22 @@ pub struct MergeOptions {
 
 impl Default for MergeOptions {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MergeOptions {
+    /// A v1 diff out, as rbd writes.
+    pub const fn new() -> Self {
         MergeOptions {
             output: Format::DiffV1,
         }
+    }
+
+    /// With this output format.
+    pub const fn with_output(mut self, f: Format) -> Self {
+        self.output = f;
+        self
     }
 }
 

@@ -219,11 +219,9 @@ fn compute(
         Format::DiffV1,
     )
     .map_err(|_| diff_err(EINVAL))?;
-    let opts = ExportOptions {
-        object_size,
-        whole_object: whole,
-        ..ExportOptions::default()
-    };
+    let opts = ExportOptions::new()
+        .with_object_size(object_size)
+        .with_whole_object(whole);
     let header = DiffHeader {
         from: None,
         to: None,

@@ -197,11 +197,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         meta: &meta,
     };
     let mut out = Output::create(&out_path).map_err(|e| err(io_errno(&e)))?;
-    let opts = ExportOptions {
-        object_size: m.object_size(),
-        whole_object: false,
-        ..ExportOptions::default()
-    };
+    let opts = ExportOptions::new().with_object_size(m.object_size());
     let n = m.snapshots.len() as u64 + 1;
     let res = (|| -> Result<(), ExportError<std::io::Error, std::io::Error>> {
         let mut enc = Encoder::image(HashingSink::new(IoSink(&mut out)), &header, n)

@@ -158,11 +158,9 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         protected,
         size: None,
     };
-    let opts = ExportOptions {
-        object_size,
-        whole_object: a.whole_object,
-        ..ExportOptions::default()
-    };
+    let opts = ExportOptions::new()
+        .with_object_size(object_size)
+        .with_whole_object(a.whole_object);
     let seal = a.integrity || a.integrity_sidecar.is_some();
     if a.dry_run {
         return dry_run(

@@ -208,10 +208,7 @@ pub fn render_plain(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let opts = InspectOptions {
-        max_records: a.records,
-        ..InspectOptions::default()
-    };
+    let opts = InspectOptions::new().with_max_records(a.records);
     let (s, err) = summarize(&a.path, Config::new(), opts, a.progress)?;
     let mut out = std::io::stdout().lock();
     if a.format == "json" {

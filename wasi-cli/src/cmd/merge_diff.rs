@@ -331,9 +331,7 @@ fn merge(a: &Args) -> Result<(), Fail> {
         }
     })?;
     let mut prog = Progress::new("Merging image diff", a.progress);
-    let opts = MergeOptions {
-        output: Format::DiffV1,
-    };
+    let opts = MergeOptions::new();
     let mut mover = Mover::new();
     let res = merge_streams_with(
         &mut readers,

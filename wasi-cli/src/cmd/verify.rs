@@ -116,10 +116,9 @@ impl Report {
     /// Reads one stream and its integrity data (in the stream or in a
     /// sidecar), one link per diff it holds.
     fn read_diff(&mut self, p: &String, a: &Args, json: bool) -> anyhow::Result<()> {
-        let opts = InspectOptions {
-            max_records: 0,
-            max_warnings: 10,
-        };
+        let opts = InspectOptions::new()
+            .with_max_records(0)
+            .with_max_warnings(10);
         // A sidecar is checked along with whatever the stream carries.
         let side_path = match &a.integrity {
             Some(s) => Some(std::path::PathBuf::from(s)),
