@@ -217,8 +217,8 @@ def warm_table(r, a):
     # Sparse store export: WASI vs native, warm (the bench/run row was 0.01x).
     start = {k: median_run(r, k, ["--version"], a.runs) for k in ["native", "wasm"]}
     print(f"\n| warm page cache, median of {a.runs} | native | WASI | WASI / native speed | "
-          f"WASI minus the runner's startup (`--version`: {start['wasm']:.2f} s WASI, "
-          f"{start['native'] * 1000:.0f} ms native) |")
+          f"WASI minus the runner's startup (`--version`: {fmt_t(start['wasm'])} WASI, "
+          f"{fmt_t(start['native'])} native) |")
     print("|---|---|---|---|---|")
     for what, args in [
         ("export-diff sparse@b (64 GiB, 40 MiB written, from creation)",

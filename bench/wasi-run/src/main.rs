@@ -3,8 +3,10 @@
 //! Runs a wasm32-wasip1 command module like `wasmtime run` (the subset the
 //! benches use) on the wasmtime crate: stdin/stdout/stderr inherited, the
 //! exit status is the guest's exit code. The compiled module is cached next
-//! to the .wasm, keyed by a hash of its bytes and of the engine's settings,
-//! as `tests/tools/wasmtime_run.py` does, so repeated runs skip compilation.
+//! to the .wasm, keyed by the file's identity and modification time and the
+//! engine's settings (see [`cache_key`]), so repeated runs skip compilation,
+//! as `wasmtime run --allow-precompiled` of a `wasmtime compile`d module
+//! would. File I/O runs on the calling thread, as in the wasmtime CLI.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -62,8 +64,8 @@ fn parse(argv: &[String]) -> Result<Opts> {
 ///
 /// Safety: `Module::deserialize_file` trusts its input to be wasmtime's own
 /// output (it maps machine code and runs it). The file is one this program
-/// wrote (atomically, by rename) under a name keyed by the hash of the .wasm
-/// and of the engine's compatibility settings, next to the .wasm; wasmtime
+/// wrote (atomically, by rename) under a name keyed by the .wasm's metadata
+/// and the engine's compatibility settings, next to the .wasm; wasmtime
 /// still checks its header and version. Someone able to replace it could
 /// equally replace the .wasm or this binary.
 fn deserialize_own_cache(engine: &Engine, cache: &Path) -> Result<Module> {
@@ -71,25 +73,49 @@ fn deserialize_own_cache(engine: &Engine, cache: &Path) -> Result<Module> {
     unsafe { Module::deserialize_file(engine, cache) }
 }
 
-fn load(engine: &Engine, path: &Path) -> Result<Module> {
-    let wasm = std::fs::read(path).map_err(|e| wasmtime::format_err!("{}: {e}", path.display()))?;
+/// The cache key of the module file: its identity and modification
+/// (device, inode, size, mtime, ctime), so a run reads no more of a 12 MiB
+/// .wasm than its metadata (reading and hashing it was 10 of a 15 ms
+/// start), and the engine's compatibility settings. Cargo writes a new
+/// build as a new file; anything that changes its bytes changes its mtime
+/// and ctime.
+fn cache_key(engine: &Engine, meta: &std::fs::Metadata) -> u64 {
     let mut h = DefaultHasher::new();
-    wasm.hash(&mut h);
+    meta.len().hash(&mut h);
+    meta.modified().ok().hash(&mut h);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()).hash(&mut h);
+    }
     engine.precompile_compatibility_hash().hash(&mut h);
+    h.finish()
+}
+
+fn load(engine: &Engine, path: &Path) -> Result<Module> {
+    let err = |e: std::io::Error| wasmtime::format_err!("{}: {e}", path.display());
+    let key = cache_key(engine, &std::fs::metadata(path).map_err(err)?);
     let mut cache = path.as_os_str().to_owned();
-    cache.push(format!(".{:016x}.cwasm", h.finish()));
+    cache.push(format!(".{key:016x}.cwasm"));
     let cache = PathBuf::from(cache);
     if cache.exists()
         && let Ok(m) = deserialize_own_cache(engine, &cache)
     {
         return Ok(m);
     }
+    let wasm = std::fs::read(path).map_err(err)?;
     let module = Module::new(engine, &wasm)?;
-    let mut tmp = cache.clone().into_os_string();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    // A cache that cannot be written only costs the next run a compilation.
-    if std::fs::write(&tmp, module.serialize()?).is_ok() && std::fs::rename(&tmp, &cache).is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // Cached only if the file did not change while it was read (a build
+    // writing it): the key must name exactly these bytes.
+    if std::fs::metadata(path).is_ok_and(|m| cache_key(engine, &m) == key) {
+        let mut tmp = cache.clone().into_os_string();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        // A cache that cannot be written only costs the next run a compilation.
+        if std::fs::write(&tmp, module.serialize()?).is_ok()
+            && std::fs::rename(&tmp, &cache).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
     Ok(module)
 }
@@ -98,6 +124,12 @@ fn run(o: &Opts) -> Result<i32> {
     let engine = Engine::default();
     let module = load(&engine, &o.module)?;
     let mut b = WasiCtxBuilder::new();
+    // File I/O on this thread, into and out of the guest's memory, as the
+    // wasmtime CLI does for a synchronous run: without it each fd_read /
+    // fd_write is handed to a tokio blocking thread through a fresh
+    // zero-filled buffer (a thread round trip and a copy per call). Set
+    // before the preopens: each copies the flag when it is added.
+    b.allow_blocking_current_thread(true);
     b.inherit_stdio();
     let name = o
         .module
