@@ -3,12 +3,19 @@
 # auth, loopback only) for rbdiff's cluster tests and benchmarks.
 #
 #   scripts/ceph-cluster.sh install        # Debian packages (idempotent)
-#   eval "$(scripts/ceph-cluster.sh start [DIR])"   # prints 'export CEPH_CONF=...'
+#   eval "$(scripts/ceph-cluster.sh start [--auth] [DIR])"   # prints 'export CEPH_CONF=...'
 #   scripts/ceph-cluster.sh env [DIR]      # the same line again
 #   scripts/ceph-cluster.sh stop [DIR]     # stops exactly the daemons it started
 #
 # DIR (default: a new temporary directory, printed as RBDIFF_CEPH_DIR) holds
-# the configuration, the daemons' data, logs and pid files. 'stop' kills only
+# the configuration, the daemons' data, logs and pid files.
+# --auth: cephx required everywhere; every entity's keyring is DIR/NAME.keyring
+# (the configuration's 'keyring = DIR/$name.keyring': client.admin's is found
+# without flags), and a restricted client.backup (caps: mon 'profile rbd',
+# osd 'profile rbd pool=rbd') whose keyring, DIR/client.backup.keyring, is
+# printed as RBDIFF_CEPH_KEYRING with RBDIFF_CEPH_USER=backup.
+# Several clusters run side by side: each has its own DIR, fsid and free port
+# (the OSDs pick free ports themselves). 'stop' kills only
 # the pids recorded there (never by name: other clusters may run on this
 # machine), waits for them (SIGKILL after 10 s) and removes DIR.
 # The OSD sometimes never comes up ("wrong fsid" in its log); 'start' then
@@ -37,8 +44,10 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 PY
 }
 
-write_conf() { # dir port fsid
-  local d=$1 port=$2 fsid=$3
+write_conf() { # dir port fsid auth(none|cephx)
+  local d=$1 port=$2 fsid=$3 auth=$4 keyring
+  keyring=$d/keyring
+  [ "$auth" = none ] || keyring="$d/\$name.keyring"
   cat >"$d/ceph.conf" <<EOF
 [global]
 fsid = $fsid
@@ -49,10 +58,10 @@ cluster addr = 127.0.0.1
 public network = 127.0.0.0/8
 ms bind ipv6 = false
 ms bind msgr2 = false
-auth cluster required = none
-auth service required = none
-auth client required = none
-auth supported = none
+auth cluster required = $auth
+auth service required = $auth
+auth client required = $auth
+auth supported = $auth
 osd pool default size = 1
 osd pool default min size = 1
 mon allow pool size one = true
@@ -62,7 +71,7 @@ mon data avail warn = 1
 mon data avail crit = 0
 osd crush chooseleaf type = 0
 run dir = $d/run
-keyring = $d/keyring
+keyring = $keyring
 log file = $d/log/\$name.log
 rbd default features = 61
 [mon]
@@ -111,23 +120,44 @@ stop_dir() {
   rm -rf "$d"
 }
 
-try_start() { # dir -> 0 when the cluster is up
-  local d=$1 port fsid osd_uuid id
+# The keys of a cephx cluster, before the monitor's mkfs: mon. and
+# client.admin (all caps) in the keyring the monitor is made with.
+make_keys() { # dir -> the monitor's mkfs keyring
+  local d=$1
+  ceph-authtool --create-keyring "$d/mon.a.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  ceph-authtool --create-keyring "$d/client.admin.keyring" --gen-key -n client.admin \
+    --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' >/dev/null
+  ceph-authtool "$d/mon.a.keyring" --import-keyring "$d/client.admin.keyring" >/dev/null
+  echo "$d/mon.a.keyring"
+}
+
+try_start() { # dir auth(none|cephx) -> 0 when the cluster is up
+  local d=$1 auth=$2 port fsid osd_uuid id keyring
   mkdir -p "$d/run" "$d/log"
   port=$(free_port)
   fsid=$(python3 -c 'import uuid; print(uuid.uuid4())')
-  write_conf "$d" "$port" "$fsid"
+  write_conf "$d" "$port" "$fsid" "$auth"
   export CEPH_CONF=$d/ceph.conf
-  ceph-authtool --create-keyring "$d/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  if [ "$auth" = none ]; then
+    keyring=$d/keyring
+    ceph-authtool --create-keyring "$keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  else
+    keyring=$(make_keys "$d")
+  fi
   monmaptool --create --fsid "$fsid" --addv a "v1:127.0.0.1:$port" "$d/monmap" >/dev/null
   mkdir -p "$d/mon.a"
-  ceph-mon --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" >/dev/null 2>&1
+  ceph-mon --mkfs -i a --monmap "$d/monmap" --keyring "$keyring" >/dev/null 2>&1
   ceph-mon -i a -f >/dev/null 2>&1 &
   echo $! >"$d/run/mon.pid.rbdiff"
   wait_for 30 ceph --connect-timeout 5 -s || { log "monitor did not answer"; return 1; }
   osd_uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
   id=$(ceph osd new "$osd_uuid")
   mkdir -p "$d/osd.$id"
+  if [ "$auth" != none ]; then
+    ceph-authtool --create-keyring "$d/osd.$id.keyring" --gen-key -n "osd.$id" >/dev/null
+    ceph auth add "osd.$id" osd 'allow *' mon 'allow profile osd' mgr 'allow profile osd' \
+      -i "$d/osd.$id.keyring" >/dev/null 2>&1
+  fi
   ceph-osd -i "$id" --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
   ceph-osd -i "$id" -f >/dev/null 2>&1 &
   echo $! >"$d/run/osd.pid.rbdiff"
@@ -139,16 +169,30 @@ try_start() { # dir -> 0 when the cluster is up
   ceph osd pool create rbd 8 8 >/dev/null 2>&1
   ceph osd pool set rbd size 1 --yes-i-really-mean-it >/dev/null 2>&1
   rbd pool init rbd
+  if [ "$auth" != none ]; then
+    ceph auth get-or-create client.backup mon 'profile rbd' osd 'profile rbd pool=rbd' \
+      -o "$d/client.backup.keyring" >/dev/null 2>&1
+  fi
 }
 
-start() {
-  local d=${1:-} n
+env_line() { # dir
+  local d=$1
+  printf 'export CEPH_CONF=%s RBDIFF_CEPH_DIR=%s' "$d/ceph.conf" "$d"
+  [ -f "$d/client.backup.keyring" ] &&
+    printf ' RBDIFF_CEPH_USER=backup RBDIFF_CEPH_KEYRING=%s' "$d/client.backup.keyring"
+  echo
+}
+
+start() { # [--auth] [DIR]
+  local auth=none d n
+  if [ "${1:-}" = --auth ]; then auth=cephx; shift; fi
+  d=${1:-}
   install_pkgs
   for n in 1 2 3; do
     [ -n "$d" ] || d=$(mktemp -d /tmp/rbdiff-ceph.XXXXXX)
-    if (try_start "$d"); then
-      echo "export CEPH_CONF=$d/ceph.conf RBDIFF_CEPH_DIR=$d"
-      log "up in $d (attempt $n)"
+    if (try_start "$d" "$auth"); then
+      env_line "$d"
+      log "up in $d (attempt $n, auth $auth)"
       return 0
     fi
     stop_dir "$d"
@@ -160,11 +204,11 @@ start() {
 
 case "${1:-}" in
   install) install_pkgs ;;
-  start) start "${2:-}" ;;
+  start) shift; start "$@" ;;
   env)
     d=${2:-${RBDIFF_CEPH_DIR:?give DIR or set RBDIFF_CEPH_DIR}}
     [ -f "$d/ceph.conf" ] || { log "no cluster in $d"; exit 2; }
-    echo "export CEPH_CONF=$d/ceph.conf RBDIFF_CEPH_DIR=$d" ;;
+    env_line "$d" ;;
   stop) stop_dir "${2:-${RBDIFF_CEPH_DIR:?give DIR or set RBDIFF_CEPH_DIR}}" ;;
-  *) echo "usage: $0 install | start [DIR] | env [DIR] | stop [DIR]" >&2; exit 1 ;;
+  *) echo "usage: $0 install | start [--auth] [DIR] | env [DIR] | stop [DIR]" >&2; exit 1 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Builds the cluster tests' images with librbd (python3-rbd), seeded:
 
-  workload.py POOL PREFIX
+  workload.py POOL[/NAMESPACE] PREFIX
 
 PREFIX-a: 20 MiB, 4 MiB objects: odd-sized writes at odd offsets, discards
 (partial and whole objects), write-zeroes, data that is all zeros, a shrink
@@ -17,7 +17,8 @@ import sys
 import rados
 import rbd
 
-pool, prefix = sys.argv[1], sys.argv[2]
+pool, _, namespace = sys.argv[1].partition("/")
+prefix = sys.argv[2]
 rng = random.Random(20261206)
 MiB = 1 << 20
 
@@ -36,6 +37,8 @@ def scribble(img, count, size):
 cluster = rados.Rados(conffile="")
 cluster.connect(timeout=30)
 io = cluster.open_ioctx(pool)
+if namespace:
+    io.set_namespace(namespace)
 r = rbd.RBD()
 out = []
 

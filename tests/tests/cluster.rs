@@ -51,32 +51,36 @@ struct Workload {
 
 fn workload() -> &'static Workload {
     static W: OnceLock<Workload> = OnceLock::new();
-    W.get_or_init(|| {
-        assert!(
-            std::env::var_os("CEPH_CONF").is_some(),
-            "CEPH_CONF is not set: {NEEDS}"
-        );
-        let prefix = format!("w{}", std::process::id());
-        let out = Command::new("/usr/bin/python3")
-            .arg(workspace().join("tests/cluster/workload.py"))
-            .args(["rbd", &prefix])
-            .output()
-            .expect("run workload.py");
-        assert!(
-            out.status.success(),
-            "workload.py failed ({NEEDS}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let images = String::from_utf8(out.stdout)
-            .expect("utf8")
-            .lines()
-            .map(|l| {
-                let mut w = l.split_whitespace().map(String::from);
-                (w.next().expect("image"), w.collect())
-            })
-            .collect();
-        Workload { images }
+    W.get_or_init(|| Workload {
+        images: make_workload("rbd", &format!("w{}", std::process::id())),
     })
+}
+
+/// Run `tests/cluster/workload.py POOL[/NAMESPACE] PREFIX` on the cluster
+/// of `CEPH_CONF`: (image, snapshots in order).
+fn make_workload(pool: &str, prefix: &str) -> Vec<(String, Vec<String>)> {
+    assert!(
+        std::env::var_os("CEPH_CONF").is_some(),
+        "CEPH_CONF is not set: {NEEDS}"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg(workspace().join("tests/cluster/workload.py"))
+        .args([pool, prefix])
+        .output()
+        .expect("run workload.py");
+    assert!(
+        out.status.success(),
+        "workload.py failed ({NEEDS}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace().map(String::from);
+            (w.next().expect("image"), w.collect())
+        })
+        .collect()
 }
 
 /// A scratch directory of its own.
@@ -212,7 +216,7 @@ fn chain(dir: &Path, img: &str, snaps: &[String], maker: &str) -> Vec<(String, O
     let mut out = Vec::new();
     let mut prev: Option<&String> = None;
     for (i, s) in snaps.iter().map(Some).chain([None]).enumerate() {
-        let file = format!("{maker}.{img}.{i}");
+        let file = format!("{maker}.{}.{i}", img.replace('/', "_"));
         let spec = at(img, s.map(String::as_str));
         let src = if maker == "rbd" {
             spec
@@ -235,10 +239,20 @@ fn chain(dir: &Path, img: &str, snaps: &[String], maker: &str) -> Vec<(String, O
     out
 }
 
-/// Import `diffs` into a fresh image with `importer`, then compare every
-/// snapshot and HEAD with the source image's.
-fn import_chain(dir: &Path, img: &str, diffs: &[(String, Option<String>)], importer: &str) {
-    let dst = fresh("rbd", "imp");
+/// Import `diffs` into a fresh image (in pool rbd, namespace `ns` if
+/// given) with `importer`, then compare every snapshot and HEAD with the
+/// source image's.
+fn import_chain(
+    dir: &Path,
+    img: &str,
+    diffs: &[(String, Option<String>)],
+    importer: &str,
+    ns: Option<&str>,
+) {
+    let dst = match ns {
+        Some(ns) => format!("{ns}/{}", fresh(&format!("rbd/{ns}"), "imp")),
+        None => fresh("rbd", "imp"),
+    };
     for (file, _) in diffs {
         if importer == "rbd" {
             rbd(
@@ -276,7 +290,7 @@ fn rbd_diffs_imported_by_rbdiff() {
     let d = scratch("rbd-to-rbdiff");
     for (img, snaps) in &workload().images {
         let diffs = chain(&d, img, snaps, "rbd");
-        import_chain(&d, img, &diffs, "rbdiff");
+        import_chain(&d, img, &diffs, "rbdiff", None);
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -287,7 +301,7 @@ fn rbdiff_diffs_imported_by_rbd() {
     let d = scratch("rbdiff-to-rbd");
     for (img, snaps) in &workload().images {
         let diffs = chain(&d, img, snaps, "rbdiff");
-        import_chain(&d, img, &diffs, "rbd");
+        import_chain(&d, img, &diffs, "rbd", None);
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -503,13 +517,36 @@ fn interrupted_import_resumes() {
 }
 
 fn sh(dir: &Path, script: &str) -> Output {
+    shell(dir, script, &[])
+}
+
+/// `bash -e -o pipefail -c script` with `env` set.
+fn shell(dir: &Path, script: &str, env: &[(&str, &str)]) -> Output {
     let o = Command::new("bash")
         .current_dir(dir)
-        .args(["-o", "pipefail", "-c", script])
+        .args(["-e", "-o", "pipefail", "-c", script])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
         .output()
         .unwrap();
     ok(&o, script);
     o
+}
+
+/// Create pool `pool` (size 1) for rbd, if it is not there yet.
+fn rbd_pool(dir: &Path, pool: &str) {
+    let ceph = |args: &[&str]| run(Path::new("ceph"), dir, args);
+    let _ = ceph(&["osd", "pool", "create", pool, "8", "8"]);
+    let _ = ceph(&[
+        "osd",
+        "pool",
+        "set",
+        pool,
+        "size",
+        "1",
+        "--yes-i-really-mean-it",
+    ]);
+    let _ = run(Path::new("rbd"), dir, &["pool", "init", pool]);
 }
 
 #[test]
@@ -517,25 +554,7 @@ fn sh(dir: &Path, script: &str) -> Output {
 fn dr_pipeline_between_pools() {
     let d = scratch("dr");
     let pool = "rbdiff-dr";
-    let _ = run(
-        Path::new("ceph"),
-        &d,
-        &["osd", "pool", "create", pool, "8", "8"],
-    );
-    let _ = run(
-        Path::new("ceph"),
-        &d,
-        &[
-            "osd",
-            "pool",
-            "set",
-            pool,
-            "size",
-            "1",
-            "--yes-i-really-mean-it",
-        ],
-    );
-    let _ = run(Path::new("rbd"), &d, &["pool", "init", pool]);
+    rbd_pool(&d, pool);
     let (img, snaps) = &workload().images[1];
     let dst = fresh(pool, "dr");
     let b = bin().display().to_string();
@@ -805,6 +824,24 @@ fn diff_equals_rbd() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// What `snap ls --format json` lists: (id, name, size, protected); rbd
+/// also prints a timestamp, rbdiff does not.
+fn snap_rows(v: &serde_json::Value) -> Vec<(u64, String, u64, String)> {
+    v.as_array()
+        .expect("snap ls: an array")
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().expect(k).to_string();
+            (
+                s["id"].as_u64().expect("id"),
+                text("name"),
+                s["size"].as_u64().expect("size"),
+                text("protected"),
+            )
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
 fn create_and_snapshots() {
@@ -841,22 +878,9 @@ fn create_and_snapshots() {
         .stdout,
     )
     .unwrap();
-    let pick = |v: &serde_json::Value| -> Vec<(u64, String, u64)> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["id"].as_u64().unwrap(),
-                    s["name"].as_str().unwrap().to_string(),
-                    s["size"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(pick(&mine), pick(&theirs));
+    assert_eq!(snap_rows(&mine), snap_rows(&theirs));
     assert_eq!(
-        pick(&mine).iter().map(|s| s.2).collect::<Vec<_>>(),
+        snap_rows(&mine).iter().map(|s| s.2).collect::<Vec<_>>(),
         vec![8 << 20, 4 << 20]
     );
     let o = run(bin(), &d, &["snap", "create", &format!("{c}@one")]);
@@ -866,5 +890,428 @@ fn create_and_snapshots() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The second cluster `scripts/test-cluster.sh` starts (cephx required):
+/// its configuration (client.admin's keyring found through it), the
+/// restricted user (caps `mon 'profile rbd' osd 'profile rbd pool=rbd'`)
+/// and that user's keyring.
+struct Auth {
+    conf: String,
+    user: String,
+    keyring: String,
+}
+
+fn auth() -> Auth {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: {NEEDS} (it starts a second cluster, with cephx)")
+        })
+    };
+    Auth {
+        conf: var("RBDIFF_AUTH_CONF"),
+        user: var("RBDIFF_AUTH_USER"),
+        keyring: var("RBDIFF_AUTH_KEYRING"),
+    }
+}
+
+/// Random writes of 64 KiB over `spec` (`rbd bench`), `total` in all, on
+/// the cluster of `conf` (default: $CEPH_CONF).
+fn scribble(dir: &Path, conf: Option<&str>, spec: &str, total: &str) {
+    let mut a: Vec<&str> = conf.map_or(vec![], |c| vec!["-c", c]);
+    a.extend([
+        "bench",
+        "--io-type",
+        "write",
+        "--io-size",
+        "65536",
+        "--io-pattern",
+        "rand",
+        "--io-total",
+        total,
+        spec,
+    ]);
+    rbd(dir, &a);
+}
+
+/// `rbd -c CONF export SPEC -`.
+fn export_on(dir: &Path, conf: &str, spec: &str) -> Vec<u8> {
+    rbd(dir, &["-c", conf, "export", "--no-progress", spec, "-"]).stdout
+}
+
+fn last_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn auth_id_keyring_cluster_and_spec() {
+    let d = scratch("auth");
+    let a = auth();
+    let c = a.conf.as_str();
+    let spec = format!("rbd/{}", fresh_name("auth"));
+    rbd(&d, &["-c", c, "create", "--size", "8M", &spec]);
+    scribble(&d, Some(c), &spec, "2M");
+    rbd(&d, &["-c", c, "snap", "create", &format!("{spec}@s1")]);
+    scribble(&d, Some(c), &spec, "1M");
+    rbd(&d, &["-c", c, "snap", "create", &format!("{spec}@s2")]);
+    let s2 = format!("{spec}@s2");
+    let who = ["-c", c, "--id", &a.user, "--keyring", &a.keyring];
+    let inc = ["export-diff", "--no-progress", "--from-snap", "s1"];
+    // rbd as the restricted user
+    rbd(
+        &d,
+        &[
+            &who[..],
+            &[
+                "export-diff",
+                "--no-progress",
+                &format!("{spec}@s1"),
+                "full",
+            ],
+        ]
+        .concat(),
+    );
+    rbd(&d, &[&who[..], &inc, &[s2.as_str(), "want"]].concat());
+    // rbdiff: flags, the spec's conf= and id= (keyring found through the
+    // configuration), and --cluster NAME (./NAME.conf) with --user.
+    let cs2 = format!("rbd:{s2}");
+    rbdiff(&d, &[&who[..], &inc, &[cs2.as_str(), "flags"]].concat());
+    same_files(&d, "want", "flags", "--id --keyring");
+    let in_spec = format!("rbd:{s2}:conf={c}:id={}", a.user);
+    rbdiff(&d, &[&inc[..], &[in_spec.as_str(), "spec"]].concat());
+    same_files(&d, "want", "spec", ":conf=:id=");
+    std::os::unix::fs::symlink(c, d.join("site-b.conf")).unwrap();
+    let o = Command::new(bin())
+        .current_dir(&d)
+        .env_remove("CEPH_CONF")
+        .args(
+            [
+                &["--cluster", "site-b", "--user", &a.user][..],
+                &inc,
+                &[cs2.as_str(), "named"],
+            ]
+            .concat(),
+        )
+        .output()
+        .unwrap();
+    ok(&o, "rbdiff --cluster site-b --user");
+    same_files(&d, "want", "named", "--cluster --user");
+    // writes as the restricted user, both spellings
+    let copy = format!("rbd/{}", fresh_name("authcopy"));
+    rbd(&d, &["-c", c, "create", "--size", "1M", &copy]);
+    let ccopy = format!("rbd:{copy}:conf={c}:id={}", a.user);
+    rbdiff(&d, &["import-diff", "--no-progress", "full", &ccopy]);
+    rbdiff(
+        &d,
+        &[
+            &who[..],
+            &[
+                "import-diff",
+                "--no-progress",
+                "flags",
+                &format!("rbd:{copy}"),
+            ],
+        ]
+        .concat(),
+    );
+    for s in ["s1", "s2"] {
+        assert!(
+            export_on(&d, c, &format!("{copy}@{s}")) == export_on(&d, c, &format!("{spec}@{s}")),
+            "import-diff as client.{} at {s}",
+            a.user
+        );
+    }
+    auth_errors(&d, &a, &s2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A wrong key, an unknown id, an id missing from the keyring: rbd's
+/// message and exit code, quickly, and nothing written.
+fn auth_errors(d: &Path, a: &Auth, src: &str) {
+    let c = a.conf.as_str();
+    std::fs::write(
+        d.join("wrong.keyring"),
+        format!(
+            "[client.{}]\n\tkey = AQBKm1Rn8W1kKBAAc1vTfZ9c0Bq4q4vN7Jx0Zw==\n",
+            a.user
+        ),
+    )
+    .unwrap();
+    let csrc = format!("rbd:{src}");
+    let bad_spec = format!("{csrc}:conf={c}:id=nobody");
+    let wrong = ["-c", c, "--id", &a.user, "--keyring", "wrong.keyring"];
+    let nobody = ["-c", c, "--id", "nobody"];
+    let nobody_k = ["-c", c, "--id", "nobody", "--keyring", &a.keyring];
+    fn ed(spec: &str) -> Vec<&str> {
+        vec!["export-diff", spec, "o"]
+    }
+    let cases: [(&str, Vec<&str>, Vec<&str>); 5] = [
+        (
+            "wrong key",
+            [&wrong[..], &ed(src)].concat(),
+            [&wrong[..], &ed(&csrc)].concat(),
+        ),
+        (
+            "unknown id",
+            [&nobody[..], &ed(src)].concat(),
+            [&nobody[..], &ed(&csrc)].concat(),
+        ),
+        (
+            "id not in the keyring",
+            [&nobody_k[..], &ed(src)].concat(),
+            [&nobody_k[..], &ed(&csrc)].concat(),
+        ),
+        (
+            "unknown id= in the spec",
+            [&nobody[..], &ed(src)].concat(),
+            ed(&bad_spec),
+        ),
+        (
+            "import-diff with a wrong key",
+            [&wrong[..], &["import-diff", "want", "rbd/x"]].concat(),
+            [&wrong[..], &["import-diff", "want", "rbd:rbd/x"]].concat(),
+        ),
+    ];
+    for (what, rbd_args, args) in cases {
+        let want = run(Path::new("rbd"), d, &rbd_args);
+        assert!(!want.status.success(), "{what}: rbd succeeded");
+        let t = std::time::Instant::now();
+        let got = run(bin(), d, &args);
+        assert!(t.elapsed().as_secs() < 20, "{what}: took {:?}", t.elapsed());
+        assert_eq!(
+            got.status.code(),
+            want.status.code(),
+            "{what}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let err = String::from_utf8_lossy(&got.stderr);
+        assert!(err.contains(&last_line(&want)), "{what}: {err}");
+        assert!(!d.join("o").exists(), "{what}: output left");
+    }
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn namespaces_as_rbd() {
+    let d = scratch("ns");
+    let ns = format!("ns{}", std::process::id());
+    rbd(&d, &["namespace", "create", &format!("rbd/{ns}")]);
+    let images = make_workload(&format!("rbd/{ns}"), "n");
+    assert_eq!(images.len(), 3, "{images:?}");
+    for (name, snaps) in &images {
+        let img = format!("{ns}/{name}");
+        let mut prev: Option<&String> = None;
+        for s in snaps.iter().map(Some).chain([None]) {
+            let spec = at(&img, s.map(String::as_str));
+            let cspec = format!("rbd:{spec}");
+            let from = prev.map_or(vec![], |p| vec!["--from-snap", p.as_str()]);
+            let ed = [&["export-diff", "--no-progress"][..], &from].concat();
+            rbd(&d, &[&ed[..], &[spec.as_str(), "a"]].concat());
+            rbdiff(&d, &[&ed[..], &[cspec.as_str(), "b"]].concat());
+            same_files(&d, "a", "b", &format!("export-diff {from:?} {spec}"));
+            for f in ["a", "b"] {
+                std::fs::remove_file(d.join(f)).unwrap();
+            }
+            let df = [&["diff", "--format", "json"][..], &from].concat();
+            let want = rbd(&d, &[&df[..], &[spec.as_str()]].concat()).stdout;
+            let got = rbdiff(&d, &[&df[..], &[cspec.as_str()]].concat()).stdout;
+            assert!(want == got, "diff {from:?} {spec}");
+            prev = s;
+        }
+        let diffs = chain(&d, &img, snaps, "rbd");
+        import_chain(&d, &img, &diffs, "rbdiff", Some(&ns));
+        let (v2, v2b) = (format!("{name}.v2.rbd"), format!("{name}.v2.rbdiff"));
+        export_v2(&d, "rbd", &format!("rbd/{img}"), &v2);
+        export_v2(&d, "rbdiff", &format!("rbd/{img}"), &v2b);
+        same_files(&d, &v2, &v2b, &format!("export v2 of {img}"));
+        let x = format!("{ns}/{}", fresh_name("nsv2"));
+        import_v2(&d, "rbdiff", &v2, &format!("rbd/{x}"));
+        for s in snaps.iter().map(|s| Some(s.as_str())).chain([None]) {
+            assert!(
+                export(&d, &at(&x, s)) == export(&d, &at(&img, s)),
+                "rbdiff import of {img} into {x} at {s:?}"
+            );
+            let o = rbdiff(
+                &d,
+                &[
+                    "export",
+                    "--no-progress",
+                    &format!("rbd:{}", at(&img, s)),
+                    "-",
+                ],
+            );
+            assert!(o.stdout == export(&d, &at(&img, s)), "export {img} {s:?}");
+        }
+        let cx = format!("rbd:rbd/{x}");
+        rbdiff(&d, &["snap", "create", &format!("{cx}@extra")]);
+        let ls = |o: Output| serde_json::from_slice(&o.stdout).expect("snap ls json");
+        let mine = snap_rows(&ls(rbdiff(&d, &["snap", "ls", "--format", "json", &cx])));
+        let theirs = snap_rows(&ls(rbd(
+            &d,
+            &["snap", "ls", "--format", "json", &format!("rbd/{x}")],
+        )));
+        assert_eq!(mine, theirs, "snap ls {x}");
+        let names: Vec<&str> = mine.iter().map(|s| s.1.as_str()).collect();
+        let want: Vec<&str> = snaps.iter().map(String::as_str).chain(["extra"]).collect();
+        assert_eq!(names, want, "snapshots of {x}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The shell blocks of README.md's "With a Ceph cluster" section: the
+/// build line, backup into the store, restore, DR between two clusters.
+fn readme_blocks() -> Vec<String> {
+    let text = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
+    let at = text
+        .find("## With a Ceph cluster")
+        .expect("the README's cluster section");
+    let sec = &text[at..];
+    let sec = &sec[..sec[3..].find("\n## ").map_or(sec.len(), |i| i + 3)];
+    let blocks: Vec<String> = sec
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").expect("closed block")].to_string())
+        .collect();
+    assert_eq!(blocks.len(), 4, "the README's cluster section: {blocks:#?}");
+    blocks
+}
+
+/// `block` with `subs` applied and the word `vm` (the image) renamed, cut
+/// at the line where the VM writes: (before, after).
+fn recipe(block: &str, subs: &[(&str, &str)], image: &str) -> (String, String) {
+    let mut s = block.to_string();
+    for (a, b) in subs {
+        s = s.replace(a, b);
+    }
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    let edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
+    while let Some(i) = rest.find("vm") {
+        let whole = edge(rest[..i].chars().last()) && edge(rest[i + 2..].chars().next());
+        out.push_str(&rest[..i]);
+        out.push_str(if whole { image } else { "vm" });
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    match out.split_once("# ... the VM writes, then:\n") {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (out, String::new()),
+    }
+}
+
+/// A directory holding `rbdiff` (the binary under test), for PATH.
+fn bin_dir(d: &Path) -> String {
+    let dir = d.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(bin(), dir.join("rbdiff")).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The VM's writes between two backups: data, then a grow.
+fn vm_writes(d: &Path, conf: Option<&str>, spec: &str) {
+    scribble(d, conf, spec, "1M");
+    let mut a: Vec<&str> = conf.map_or(vec![], |c| vec!["-c", c]);
+    a.extend(["resize", "--no-progress", "--size", "12M", spec]);
+    rbd(d, &a);
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn readme_backup_and_restore() {
+    let d = scratch("readme");
+    let blocks = readme_blocks();
+    let name = fresh_name("vm");
+    let src = format!("rbd/{name}");
+    rbd(&d, &["create", "--size", "8M", &src]);
+    scribble(&d, None, &src, "2M");
+    let pool = "rbdiff-restore";
+    rbd_pool(&d, pool);
+    let store = d.join("store").display().to_string();
+    let path = bin_dir(&d);
+    let env = [("PATH", path.as_str()), ("RBDIFF_STORE", store.as_str())];
+    let in_store = |snap: &str| shell(&d, &format!("rbdiff export {name}@{snap} -"), &env).stdout;
+    let (full, inc) = recipe(&blocks[1], &[], &name);
+    shell(&d, &full, &env);
+    assert!(
+        in_store("mon") == export(&d, &format!("{src}@mon")),
+        "store at mon"
+    );
+    vm_writes(&d, None, &src);
+    shell(&d, &inc, &env);
+    assert!(
+        in_store("tue") == export(&d, &format!("{src}@tue")),
+        "store at tue"
+    );
+    let (restore, _) = recipe(&blocks[2], &[("restore/", &format!("{pool}/"))], &name);
+    shell(&d, &restore, &env);
+    assert!(
+        export(&d, &format!("{pool}/{name}@tue")) == export(&d, &format!("{src}@tue")),
+        "restored at tue"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn dr_between_two_clusters() {
+    let d = scratch("dr2");
+    let b = auth();
+    let a_conf = std::env::var("CEPH_CONF").unwrap_or_else(|_| panic!("CEPH_CONF: {NEEDS}"));
+    let name = fresh_name("dr2");
+    let src = format!("rbd/{name}");
+    rbd(&d, &["create", "--size", "8M", &src]);
+    scribble(&d, None, &src, "2M");
+    let path = bin_dir(&d);
+    let env = [("PATH", path.as_str())];
+    let subs = [
+        ("/etc/ceph/site-a.conf", a_conf.as_str()),
+        ("/etc/ceph/site-b.conf", b.conf.as_str()),
+        ("ssh dr ", ""),
+    ];
+    let (full, inc) = recipe(&readme_blocks()[3], &subs, &name);
+    assert!(full.contains(&format!(":id={}", b.user)), "{full}");
+    let same = |dst: &str, snap: &str| {
+        export_on(&d, &b.conf, &format!("rbd/{dst}@{snap}")) == export(&d, &format!("{src}@{snap}"))
+    };
+    shell(&d, &full, &env);
+    assert!(same(&name, "mon"), "DR copy at mon");
+    vm_writes(&d, None, &src);
+    shell(&d, &inc, &env);
+    assert!(same(&name, "tue"), "DR copy at tue");
+    // rbd's diffs from cluster A, imported by rbdiff into cluster B
+    let mix = fresh_name("mix");
+    rbd(
+        &d,
+        &[
+            "-c",
+            &b.conf,
+            "create",
+            "--size",
+            "1M",
+            &format!("rbd/{mix}"),
+        ],
+    );
+    for from in ["", "--from-snap mon "] {
+        let snap = if from.is_empty() { "mon" } else { "tue" };
+        shell(
+            &d,
+            &format!(
+                "rbd export-diff --no-progress {from}{src}@{snap} - | rbdiff import-diff --no-progress - rbd:rbd/{mix}:conf={}",
+                b.conf
+            ),
+            &env,
+        );
+        assert!(same(&mix, snap), "rbd -> rbdiff across clusters at {snap}");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -43,7 +43,14 @@ pub fn connect(spec: &Spec) -> Result<Rados, Fail> {
                     .unwrap_or("Ceph's default search path")
             ));
         } else {
-            fl = fl.then(format!("rbdiff: {}", errstr(code)));
+            fl = fl.then(format!(
+                "rbdiff: {} (as client.{}; keyring: {})",
+                errstr(code),
+                opts.id.as_deref().unwrap_or("admin"),
+                opts.keyring
+                    .as_deref()
+                    .unwrap_or("the configuration's, or Ceph's default search path")
+            ));
         }
         fl
     })
