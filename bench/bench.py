@@ -3,12 +3,18 @@
 
 usage: bench.py --native BIN --wasm WASM --decode-example BIN --runner PY|WASMTIME --tmp DIR
                 [--runs N] [--only ROW,...] [--keep]
+                [--base-native BIN --base-wasm WASM --base-decode-example BIN]
 
 Generates every input in --tmp (removed at the end unless --keep), then for
 each row runs the peer and rbdiff side by side (peer, native, wasm, peer, ...)
 --runs times, and prints one markdown table: median seconds of each, the
 ratio against the goal, and peak RSS (max over the runs, from wait4).
 Exits 1 if an output differs from the peer's where the bytes must be equal.
+
+With --base-*, every rbdiff command also runs with the base build's binaries,
+interleaved (base, then this build, on the same inputs and the same warm
+cache), and a second table compares the two: before/after an engine change
+on one machine in one run, so that load hits both alike.
 """
 import argparse
 import filecmp
@@ -80,6 +86,9 @@ class Bench:
         self.rows = []
         self.failed = False
         self.wasm_startup = None
+        self.section = ""
+        # (section, label, base median, this build's median)
+        self.ab = []
 
     def p(self, name):
         return os.path.join(self.t, name)
@@ -97,9 +106,28 @@ class Bench:
         # the wasmtime CLI
         return [self.a.runner, "run", "--dir", f"{self.t}::/b", self.a.wasm, *map(str, args)]
 
+    def based(self, cmd):
+        """`cmd` with the base build's binaries, or None if it runs no rbdiff."""
+        if not self.a.base_native:
+            return None
+        swap = {self.a.native: self.a.base_native, self.a.wasm: self.a.base_wasm,
+                self.a.decode_example: self.a.base_decode_example}
+        out = [swap.get(str(c), c) for c in cmd]
+        return out if out != list(cmd) else None
+
     def measure(self, variants, runs=None):
-        """variants: [(label, cmd, before)] run round-robin; label -> (median s, max RSS KiB, all)."""
+        """variants: [(label, cmd, before)] run round-robin; label -> (median s, max RSS KiB, all).
+
+        With a base build, each rbdiff variant runs first with the base's
+        binaries (label "base LABEL"), so the outputs left are this build's."""
         runs = runs or self.a.runs
+        twins = []
+        for label, cmd, before in variants:
+            b = self.based(cmd)
+            if b:
+                twins.append((f"base {label}", b, before))
+            twins.append((label, cmd, before))
+        variants = twins
         res = {label: [] for label, _, _ in variants}
         rss = {label: 0 for label, _, _ in variants}
         for i in range(runs):
@@ -108,6 +136,11 @@ class Bench:
                 res[label].append(dt)
                 rss[label] = max(rss[label], r)
                 log(f"    run {i + 1}/{runs} {label}: {dt:.3f} s, {r / 1024:.1f} MiB")
+        for label in res:
+            if label.startswith("base "):
+                new = label[5:]
+                self.ab.append((self.section, new, statistics.median(res[label]), statistics.median(res[new]),
+                                rss[label], rss[new]))
         return {k: (statistics.median(v), rss[k], v) for k, v in res.items()}
 
     def row(self, measure, peer, peer_m, ours_m, ratio, goal, met, note=""):
@@ -320,6 +353,14 @@ class Bench:
                  f"{rs / 1024:.1f} MiB", f"{rb / 1024:.1f} MiB", rb / rs, "≤ 64 MiB, flat", rb <= 64 * 1024 and rb <= rs * 1.1)
         self.rows[-1] = self.rows[-1][:4] + (f"{rb / rs:.2f}× RSS",) + self.rows[-1][5:]
 
+    def ab_table(self):
+        out = ["| row | command | base: median, peak RSS | this build: median, peak RSS | this build / base time |",
+               "|---|---|---|---|---|"]
+        for section, label, bt, nt, br, nr in self.ab:
+            out.append(f"| {section} | {label} | {bt:.3f} s, {br / 1024:.1f} MiB | {nt:.3f} s, {nr / 1024:.1f} MiB "
+                       f"| {nt / bt:.2f}× |")
+        return "\n".join(out)
+
     def table(self):
         out = ["| measure | peer (same inputs, same run) | peer: median | rbdiff: median, peak RSS | ratio | goal | met? | note |",
                "|---|---|---|---|---|---|---|---|"]
@@ -340,6 +381,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="decode,merge2,chain,export_raw,sparse,import,rss")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--base-native", help="a base build to compare with (interleaved): its rbdiff")
+    ap.add_argument("--base-wasm", help="… its rbdiff.wasm")
+    ap.add_argument("--base-decode-example", help="… its examples/decode_file")
     ap.add_argument("--sparse", default="20,200", help="sparse image sizes in GiB (wasm runs the first)")
     ap.add_argument("--no-wasm-sparse", action="store_true", help="skip the (slow) wasm sparse export")
     a = ap.parse_args()
@@ -366,6 +410,7 @@ def main():
         for name, f in steps:
             if name in only:
                 log(f"== {name}  (load average {os.getloadavg()[0]:.2f})")
+                b.section = name
                 f()
     finally:
         if not a.keep:
@@ -373,6 +418,11 @@ def main():
     load = os.getloadavg()
     print(b.table())
     print()
+    if b.ab:
+        print("Before and after: the same rbdiff commands with the base build, interleaved with this build's")
+        print()
+        print(b.ab_table())
+        print()
     print(f"Medians of {a.runs} runs (peak RSS: the max over them, GNU time %M; for wasm the whole host process: the runner, wasmtime and the guest's linear memory). Wall time of the bench "
           f"{time.time() - t0:.0f} s; load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.")
     if b.failed:

@@ -131,6 +131,10 @@ fn run(o: &Opts) -> Result<i32> {
     // before the preopens: each copies the flag when it is added.
     b.allow_blocking_current_thread(true);
     b.inherit_stdio();
+    // As `wasmtime run` does: file operations run on this thread instead of
+    // going through Tokio's blocking pool (and back) on every call, which
+    // costs a thread hand-off per read or write (wasmtime PR 8190).
+    b.allow_blocking_current_thread(true);
     let name = o
         .module
         .file_name()
@@ -150,7 +154,10 @@ fn run(o: &Opts) -> Result<i32> {
     p1::add_to_linker_sync(&mut linker, |cx| cx)?;
     let instance = linker.instantiate(&mut store, &module)?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-    match start.call(&mut store, ()) {
+    // One ambient Tokio runtime for the whole run (as `wasmtime run`), not
+    // one entered and left around each WASI call.
+    let res = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| start.call(&mut store, ()));
+    match res {
         Ok(()) => Ok(0),
         Err(e) => match e.downcast_ref::<I32Exit>() {
             Some(exit) => Ok(exit.0),
