@@ -131,10 +131,6 @@ fn run(o: &Opts) -> Result<i32> {
     // before the preopens: each copies the flag when it is added.
     b.allow_blocking_current_thread(true);
     b.inherit_stdio();
-    // As `wasmtime run` does: file operations run on this thread instead of
-    // going through Tokio's blocking pool (and back) on every call, which
-    // costs a thread hand-off per read or write (wasmtime PR 8190).
-    b.allow_blocking_current_thread(true);
     let name = o
         .module
         .file_name()
