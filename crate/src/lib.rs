@@ -83,6 +83,8 @@ pub mod export;
 mod format;
 pub mod image_meta;
 #[cfg(feature = "alloc")]
+pub mod info;
+#[cfg(feature = "alloc")]
 pub mod inspect;
 pub mod integrity;
 #[cfg(feature = "alloc")]

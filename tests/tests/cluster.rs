@@ -1315,3 +1315,249 @@ fn dr_between_two_clusters() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `rbd info` and `rbdiff info` of `spec` (rbdiff gets `rbd:SPEC`) in
+/// plain, JSON and pretty JSON: the same bytes (both read the same image,
+/// so ids and timestamps are equal too).
+fn same_info(d: &Path, spec: &str) {
+    for fmt in [
+        &["--format", "plain"][..],
+        &["--format", "json"],
+        &["--format", "json", "--pretty-format"],
+    ] {
+        let want = rbd(d, &[&["info"], fmt, &[spec]].concat()).stdout;
+        let cspec = format!("rbd:{spec}");
+        let got = rbdiff(d, &[&["info"], fmt, &[cspec.as_str()]].concat()).stdout;
+        assert!(
+            want == got,
+            "info {fmt:?} {spec}:\n{}\nvs rbd's\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+/// The last line rbd or rbdiff printed on stderr (not counting rbdiff's
+/// own detail lines).
+fn last_err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .rfind(|l| !l.starts_with("rbdiff: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn info_equals_rbd() {
+    let d = scratch("info");
+    let mut shown = 0;
+    for (img, snaps) in &workload().images {
+        same_info(&d, &format!("rbd/{img}"));
+        for s in snaps {
+            same_info(&d, &format!("rbd/{img}@{s}"));
+        }
+        shown += 1;
+    }
+    assert!(shown >= 2, "the workload has {shown} images");
+    // What the workload lacks: a data pool, a namespace, a clone in it with
+    // a snapshot limit and a group, journaling, mirroring (both modes).
+    let pool = fresh_name("infodp");
+    let ns = fresh_name("ns");
+    sh(
+        &d,
+        &format!(
+            "set -e
+             ceph osd pool create {pool} 8 >/dev/null 2>&1
+             rbd pool init {pool}
+             rbd namespace create rbd/{ns}
+             rbd create --size 5M --data-pool {pool} rbd/{ns}/d
+             rbd snap create --no-progress rbd/{ns}/d@x
+             rbd snap protect rbd/{ns}/d@x
+             rbd clone rbd/{ns}/d@x rbd/{ns}/dc
+             rbd snap limit set --limit 7 rbd/{ns}/dc
+             rbd group create rbd/{ns}/g
+             rbd group image add rbd/{ns}/g rbd/{ns}/dc
+             rbd create --size 3M --stripe-unit 64K --stripe-count 4 \
+                 --image-feature layering,striping,exclusive-lock,journaling {pool}/j
+             rbd mirror pool enable {pool} image
+             rbd create --size 1M {pool}/ms
+             rbd mirror image enable {pool}/ms snapshot
+             rbd create --size 1M --image-feature exclusive-lock,journaling {pool}/mj
+             rbd mirror image enable {pool}/mj journal"
+        ),
+    );
+    for spec in [
+        format!("rbd/{ns}/d"),
+        format!("rbd/{ns}/d@x"),
+        format!("rbd/{ns}/dc"),
+        format!("{pool}/j"),
+        format!("{pool}/ms"),
+        format!("{pool}/mj"),
+    ] {
+        same_info(&d, &spec);
+    }
+    let plain =
+        String::from_utf8(rbdiff(&d, &["info", &format!("rbd:rbd/{ns}/dc")]).stdout).expect("utf8");
+    for line in [
+        format!("\tgroup: rbd/{ns}/g\n"),
+        "\tsnapshot_limit: 7\n".to_string(),
+        format!("\tparent: rbd/{ns}/d@x\n"),
+    ] {
+        assert!(plain.contains(&line), "{line:?} missing:\n{plain}");
+    }
+    let j = String::from_utf8(rbdiff(&d, &["info", &format!("rbd:{pool}/ms")]).stdout).unwrap();
+    assert!(j.contains("\tmirroring mode: snapshot\n"), "{j}");
+    // Missing pool, image, snapshot: rbd's message and exit code.
+    let (img, _) = &workload().images[0];
+    for spec in [
+        "nopool/x".to_string(),
+        "rbd/no-such-image".to_string(),
+        format!("rbd/{img}@no-such-snap"),
+    ] {
+        let want = run(Path::new("rbd"), &d, &["info", &spec]);
+        let got = run(bin(), &d, &["info", &format!("rbd:{spec}")]);
+        assert_eq!(got.status.code(), want.status.code(), "{spec}");
+        assert_ne!(got.status.code(), Some(0), "{spec}");
+        assert_eq!(last_err(&got), last_err(&want), "{spec}");
+    }
+    let _ = sh(
+        &d,
+        &format!(
+            "rbd group image remove rbd/{ns}/g rbd/{ns}/dc; rbd group rm rbd/{ns}/g
+             ceph osd pool rm {pool} {pool} --yes-i-really-really-mean-it >/dev/null 2>&1 || true"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Run `args` with rbd and with rbdiff (`IMG` replaced by `rbd/IMG` and
+/// `rbd:rbd/IMG`): the same stdout, exit status and last stderr line.
+fn same_as_rbd(d: &Path, img: &str, args: &[&str]) {
+    let with = |p: &str| -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                if *a == "IMG" {
+                    format!("{p}rbd/{img}")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect()
+    };
+    let (w, g) = (with(""), with("rbd:"));
+    let want = run(
+        Path::new("rbd"),
+        d,
+        &w.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let got = run(bin(), d, &g.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        got.status.code(),
+        want.status.code(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(
+        got.stdout == want.stdout,
+        "{args:?}:\n{}\nvs rbd's\n{}",
+        String::from_utf8_lossy(&got.stdout),
+        String::from_utf8_lossy(&want.stdout)
+    );
+    if !want.status.success() {
+        assert_eq!(last_err(&got), last_err(&want), "{args:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn image_meta_equals_rbd() {
+    let d = scratch("meta");
+    let img = fresh("rbd", "meta");
+    let lists = |d: &Path| {
+        for f in ["plain", "json", "xml"] {
+            same_as_rbd(d, &img, &["image-meta", "list", "--format", f, "IMG"]);
+            same_as_rbd(
+                d,
+                &img,
+                &[
+                    "image-meta",
+                    "list",
+                    "--format",
+                    f,
+                    "--pretty-format",
+                    "IMG",
+                ],
+            );
+        }
+    };
+    lists(&d); // none
+    rbd(
+        &d,
+        &["image-meta", "set", &format!("rbd/{img}"), "user.a", "1"],
+    );
+    lists(&d); // one
+    // Set by rbdiff, read by rbd (and rbdiff).
+    for (k, v) in [
+        ("key with space", "quote\" <lt> & tab\tend"),
+        ("conf_rbd_cache", "false"),
+        ("uni", "h\u{e9}llo"),
+    ] {
+        rbdiff(&d, &["image-meta", "set", &format!("rbd:rbd/{img}"), k, v]);
+        let o = rbd(&d, &["image-meta", "get", &format!("rbd/{img}"), k]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{v}\n"));
+        same_as_rbd(&d, &img, &["image-meta", "get", "IMG", k]);
+    }
+    lists(&d);
+    // Removed by rbdiff: gone for rbd.
+    rbdiff(
+        &d,
+        &["image-meta", "remove", &format!("rbd:rbd/{img}"), "uni"],
+    );
+    let o = run(
+        Path::new("rbd"),
+        &d,
+        &["image-meta", "get", &format!("rbd/{img}"), "uni"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    // Errors as rbd's: a missing key (get, remove), a refused pair, a
+    // snapshot, missing arguments, a missing image.
+    for args in [
+        &["image-meta", "get", "IMG", "nokey"][..],
+        &["image-meta", "remove", "IMG", "nokey"],
+        &["image-meta", "set", "IMG", "conf_no_such_option", "1"],
+        &["image-meta", "set", "IMG", "conf_rbd_cache", "notabool"],
+        &["image-meta", "get", "IMG"],
+        &["image-meta", "set", "IMG", "k"],
+        &[
+            "image-meta",
+            "list",
+            "--format",
+            "plain",
+            "--pretty-format",
+            "IMG",
+        ],
+    ] {
+        same_as_rbd(&d, &img, args);
+    }
+    let snap = format!("rbd/{img}@s");
+    rbd(&d, &["snap", "create", "--no-progress", &snap]);
+    let want = run(Path::new("rbd"), &d, &["image-meta", "list", &snap]);
+    let got = run(bin(), &d, &["image-meta", "list", &format!("rbd:{snap}")]);
+    assert_eq!(
+        (got.status.code(), last_err(&got)),
+        (want.status.code(), last_err(&want))
+    );
+    let want = run(
+        Path::new("rbd"),
+        &d,
+        &["image-meta", "list", "rbd/no-such-image"],
+    );
+    let got = run(bin(), &d, &["image-meta", "list", "rbd:rbd/no-such-image"]);
+    assert_eq!(
+        (got.status.code(), last_err(&got)),
+        (want.status.code(), last_err(&want))
+    );
+    assert_eq!(got.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&d);
+}

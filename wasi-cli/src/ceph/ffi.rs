@@ -144,3 +144,89 @@ unsafe extern "C" {
         op_flags: c_int,
     ) -> c_int;
 }
+
+/// `rbd_linked_image_spec_t`.
+#[repr(C)]
+pub struct LinkedImageSpec {
+    pub pool_id: i64,
+    pub pool_name: *mut c_char,
+    pub pool_namespace: *mut c_char,
+    pub image_id: *mut c_char,
+    pub image_name: *mut c_char,
+    pub trash: bool,
+}
+
+/// `rbd_snap_spec_t`.
+#[repr(C)]
+pub struct SnapSpec {
+    pub id: u64,
+    pub namespace_type: c_int,
+    pub name: *mut c_char,
+}
+
+/// `rbd_group_info_t`.
+#[repr(C)]
+pub struct GroupInfo {
+    pub name: *mut c_char,
+    pub pool: i64,
+}
+
+/// `rbd_mirror_image_info_t`.
+#[repr(C)]
+pub struct MirrorImageInfo {
+    pub global_id: *mut c_char,
+    pub state: c_int,
+    pub primary: bool,
+}
+
+// What `rbd info` and `rbd image-meta` read (see `super::props`).
+#[link(name = "rados")]
+unsafe extern "C" {
+    pub fn rados_ioctx_get_id(io: IoctxT) -> i64;
+    pub fn rados_ioctx_get_cluster(io: IoctxT) -> RadosT;
+    pub fn rados_ioctx_get_namespace(io: IoctxT, buf: *mut c_char, maxlen: u32) -> c_int;
+    pub fn rados_pool_reverse_lookup(
+        cluster: RadosT,
+        id: i64,
+        buf: *mut c_char,
+        maxlen: usize,
+    ) -> c_int;
+}
+
+#[link(name = "rbd")]
+unsafe extern "C" {
+    pub fn rbd_get_old_format(image: ImageT, old: *mut u8) -> c_int;
+    pub fn rbd_get_id(image: ImageT, id: *mut c_char, len: usize) -> c_int;
+    pub fn rbd_get_block_name_prefix(image: ImageT, prefix: *mut c_char, len: usize) -> c_int;
+    pub fn rbd_get_data_pool_id(image: ImageT) -> i64;
+    pub fn rbd_get_op_features(image: ImageT, v: *mut u64) -> c_int;
+    pub fn rbd_get_flags(image: ImageT, v: *mut u64) -> c_int;
+    pub fn rbd_get_overlap(image: ImageT, v: *mut u64) -> c_int;
+    pub fn rbd_snap_get_limit(image: ImageT, v: *mut u64) -> c_int;
+    pub fn rbd_get_create_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;
+    pub fn rbd_get_access_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;
+    pub fn rbd_get_modify_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;
+    pub fn rbd_get_parent(
+        image: ImageT,
+        parent: *mut LinkedImageSpec,
+        snap: *mut SnapSpec,
+    ) -> c_int;
+    pub fn rbd_linked_image_spec_cleanup(spec: *mut LinkedImageSpec);
+    pub fn rbd_snap_spec_cleanup(spec: *mut SnapSpec);
+    pub fn rbd_get_group(image: ImageT, info: *mut GroupInfo, size: usize) -> c_int;
+    pub fn rbd_group_info_cleanup(info: *mut GroupInfo, size: usize) -> c_int;
+    pub fn rbd_mirror_image_get_info(
+        image: ImageT,
+        info: *mut MirrorImageInfo,
+        size: usize,
+    ) -> c_int;
+    pub fn rbd_mirror_image_get_info_cleanup(info: *mut MirrorImageInfo);
+    pub fn rbd_mirror_image_get_mode(image: ImageT, mode: *mut c_int) -> c_int;
+    pub fn rbd_metadata_get(
+        image: ImageT,
+        key: *const c_char,
+        value: *mut c_char,
+        len: *mut usize,
+    ) -> c_int;
+    pub fn rbd_metadata_remove(image: ImageT, key: *const c_char) -> c_int;
+}

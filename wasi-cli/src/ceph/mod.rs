@@ -10,6 +10,9 @@
 #![allow(unsafe_code)]
 
 mod ffi;
+mod props;
+
+pub use props::local_time;
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_int, c_void};

@@ -236,5 +236,7 @@ pub fn with_extents<'a, 'io, T>(
 pub mod dev;
 pub mod export;
 pub mod export_diff;
+pub mod image_meta;
 pub mod import;
 pub mod import_diff;
+pub mod info;

@@ -15,6 +15,8 @@ Examples:
   rbdiff image-meta get vm1 backup.owner
   rbdiff image-meta remove vm1 backup.owner
   rbdiff image-meta set vm1 conf_rbd_cache false   # an image-level librbd option
+  rbdiff image-meta list --format json rbd:rbd/vm1  # a cluster image, as 'rbd image-meta list'
+  rbdiff image-meta set rbd:rbd/ns/vm1 backup.owner alice
 
 Keys sort bytewise, as rbd lists them. A key 'conf_<option>' overrides a
 librbd option for the image and is accepted only for the options librbd
@@ -23,14 +25,14 @@ rbd). The pairs are carried by 'export --export-format 2' and restored by
 'import --export-format 2'. Exit status: 0, 2 for a missing image or key,
 22 for a missing argument or a refused pair, 1 for usage errors.";
 
-/// Image metadata (key/value pairs) of a store image.
+/// Image metadata (key/value pairs) of a store or cluster image.
 #[derive(Subcommand, Debug)]
 #[command(after_help = EXAMPLES)]
 pub enum MetaCmd {
     /// Image metadata list keys with values.
     #[command(
         visible_alias = "ls",
-        after_help = "Examples:\n  rbdiff image-meta list vm1\n  rbdiff image-meta ls --format xml --pretty-format rbd/vm1"
+        after_help = "Examples:\n  rbdiff image-meta list vm1\n  rbdiff image-meta ls --format xml --pretty-format rbd/vm1\n  rbdiff image-meta list rbd:rbd/vm1          # a cluster image"
     )]
     List {
         #[command(flatten)]
@@ -68,7 +70,8 @@ pub enum MetaCmd {
 /// `[pool/]image [key [value]]`, rbd's way.
 #[derive(clap::Args, Debug)]
 pub struct MetaArgs {
-    /// [pool/]image in the store, then the key, then the value (set).
+    /// [pool/]image in the store (or rbd:pool[/namespace]/image), then the
+    /// key, then the value (set).
     #[arg(value_name = "IMAGE [KEY [VALUE]]", allow_hyphen_values = false)]
     positional: Vec<String>,
     /// Pool name (instead of the pool/ prefix).
@@ -81,8 +84,13 @@ pub struct MetaArgs {
 
 impl MetaArgs {
     /// The image and the `n` values after it (key, value), with rbd's
-    /// messages for what is missing or too much.
-    fn split(&self, n: usize) -> Result<(Spec, Vec<String>), Fail> {
+    /// messages for what is missing or too much, in rbd's order; `parse`
+    /// reads the image (and says whether it names a snapshot).
+    fn split_with<T>(
+        &self,
+        n: usize,
+        parse: impl FnOnce(&str) -> Result<(T, bool), Fail>,
+    ) -> Result<(T, Vec<String>), Fail> {
         let mut pos = self.positional.iter().cloned();
         let image = match &self.image {
             Some(i) => Some(i.clone()),
@@ -96,11 +104,11 @@ impl MetaArgs {
             .filter(|i| !i.is_empty())
             .ok_or_else(|| Fail::new(EINVAL, "rbd: image name was not specified"))?;
         let image = match &self.pool {
-            Some(p) if !image.contains('/') => format!("{p}/{image}"),
+            Some(p) if !image.contains('/') && !image.starts_with("rbd:") => format!("{p}/{image}"),
             _ => image,
         };
-        let spec = Spec::parse(&image)?;
-        if spec.snap.is_some() {
+        let (spec, has_snap) = parse(&image)?;
+        if has_snap {
             return Err(Fail::new(
                 EINVAL,
                 "rbd: snapshot name specified for a command that doesn't use it",
@@ -116,14 +124,49 @@ impl MetaArgs {
         }
         Ok((spec, vals))
     }
+
+    /// A store image and its values.
+    fn split(&self, n: usize) -> Result<(Spec, Vec<String>), Fail> {
+        self.split_with(n, |i| {
+            let s = Spec::parse(i)?;
+            let snap = s.snap.is_some();
+            Ok((s, snap))
+        })
+    }
+
+    /// Does the image argument name a cluster image (`rbd:...`)?
+    fn is_cluster(&self) -> bool {
+        let first = self.image.as_ref().or(self.positional.first());
+        first.is_some_and(|i| i.starts_with("rbd:"))
+    }
 }
 
 /// rbd's two lines for a failed operation: librbd's, then the command's.
-fn failed(code: i32, first: String, verb: &str) -> Fail {
+pub(crate) fn failed(code: i32, first: String, verb: &str) -> Fail {
     Fail::new(code, first).then(format!("rbd: {verb} metadata failed: {}", errstr(code)))
 }
 
 pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
+    let (MetaCmd::List { args, .. }
+    | MetaCmd::Get { args }
+    | MetaCmd::Set { args }
+    | MetaCmd::Remove { args }) = &c;
+    if let MetaCmd::List {
+        format,
+        pretty_format: true,
+        ..
+    } = &c
+        && format == "plain"
+    {
+        return Err(Fail::new(
+            EINVAL,
+            "rbd: --pretty-format only works when --format is json or xml",
+        )
+        .into());
+    }
+    if args.is_cluster() {
+        return cluster(c);
+    }
     match c {
         MetaCmd::List {
             args,
@@ -132,7 +175,7 @@ pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
         } => {
             let (spec, _) = args.split(0)?;
             let img = store.open(&spec)?;
-            let text = render(&img, &format, pretty_format);
+            let text = render(&pairs(&img), &format, pretty_format);
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
             out.flush()?;
@@ -201,12 +244,9 @@ pub fn run(store: &Store, c: MetaCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `list`'s output as rbd prints it: a count line and a table, or JSON /
-/// XML objects keyed by the metadata keys (nothing at all when there are
-/// none).
-fn render(img: &Image, format: &str, pretty: bool) -> String {
-    let pairs: Vec<(String, String)> = img
-        .meta
+/// A store image's pairs, in key order.
+fn pairs(img: &Image) -> Vec<(String, String)> {
+    img.meta
         .meta
         .iter()
         .map(|(k, v)| {
@@ -215,12 +255,18 @@ fn render(img: &Image, format: &str, pretty: bool) -> String {
                 String::from_utf8_lossy(v).into_owned(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `list`'s output as rbd prints it: a count line and a table, or JSON /
+/// XML objects keyed by the metadata keys (nothing at all when there are
+/// none).
+pub(crate) fn render(pairs: &[(String, String)], format: &str, pretty: bool) -> String {
     let n = pairs.len();
     match format {
         "json" | "xml" if n == 0 => String::new(),
-        "json" => json(&pairs, pretty),
-        "xml" => xml(&pairs, pretty),
+        "json" => json(pairs, pretty),
+        "xml" => xml(pairs, pretty),
         _ => {
             let mut s = format!(
                 "There {} {n} {} on this image{}\n",
@@ -230,7 +276,7 @@ fn render(img: &Image, format: &str, pretty: bool) -> String {
             );
             if n > 0 {
                 s.push('\n');
-                s.push_str(&table(&pairs));
+                s.push_str(&table(pairs));
             }
             s
         }
@@ -289,7 +335,8 @@ fn json(pairs: &[(String, String)], pretty: bool) -> String {
     }
 }
 
-/// Ceph's XML text escaping (element names are written as they are).
+/// Ceph's XML text escaping (element names are written as they are, but
+/// for spaces, which become `_`).
 fn xml_text(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -312,9 +359,61 @@ fn xml(pairs: &[(String, String)], pretty: bool) -> String {
     let (nl, ind) = if pretty { ("\n", " ") } else { ("", "") };
     let mut s = format!("<metadatas>{nl}");
     for (k, v) in pairs {
+        let k = k.replace(' ', "_");
         s.push_str(&format!("{ind}<{k}>{}</{k}>{nl}", xml_text(v)));
     }
     s.push_str("</metadatas>\n");
     s.push_str(nl);
     s
+}
+
+/// `image-meta` of a cluster image (`rbd:pool[/namespace]/image`).
+#[cfg(feature = "librbd")]
+fn cluster(c: MetaCmd) -> anyhow::Result<()> {
+    use crate::cluster::cmds::image_meta::{Op, run};
+    let parse = |i: &str| -> Result<(crate::cluster::Spec, bool), Fail> {
+        let s = crate::cluster::parse(i)?
+            .ok_or_else(|| Fail::new(EINVAL, format!("rbd: {i}: not a cluster image")))?;
+        let snap = s.snap.is_some();
+        Ok((s, snap))
+    };
+    let (spec, op) = match c {
+        MetaCmd::List {
+            args,
+            format,
+            pretty_format,
+        } => (
+            args.split_with(0, parse)?.0,
+            Op::List {
+                format,
+                pretty: pretty_format,
+            },
+        ),
+        MetaCmd::Get { args } => {
+            let (s, mut kv) = args.split_with(1, parse)?;
+            (s, Op::Get(kv.remove(0)))
+        }
+        MetaCmd::Set { args } => {
+            let (s, mut kv) = args.split_with(2, parse)?;
+            let k = kv.remove(0);
+            (s, Op::Set(k, kv.remove(0)))
+        }
+        MetaCmd::Remove { args } => {
+            let (s, mut kv) = args.split_with(1, parse)?;
+            (s, Op::Remove(kv.remove(0)))
+        }
+    };
+    run(&spec, op)
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(c: MetaCmd) -> anyhow::Result<()> {
+    let (MetaCmd::List { args, .. }
+    | MetaCmd::Get { args }
+    | MetaCmd::Set { args }
+    | MetaCmd::Remove { args }) = &c;
+    let first = args.image.as_ref().or(args.positional.first());
+    let spec = crate::cluster::parse(first.map_or("", String::as_str))?;
+    let name = spec.map(|s| s.image_path()).unwrap_or_default();
+    Err(crate::cluster::unsupported(&name).into())
 }

@@ -6,13 +6,20 @@ use serde_json::json;
 const EXAMPLES: &str = "\
 Examples:
   rbdiff info vm1
-  rbdiff info --format json rbd/vm1@s1";
+  rbdiff info --format json rbd/vm1@s1
+  rbdiff info rbd:rbd/vm1@s1                    # a cluster image, as 'rbd info'
+  rbdiff info --format json --pretty-format rbd:pool/ns/vm1
+
+A cluster image (rbd:pool[/namespace]/image[@snap], native build with the
+'librbd' feature) is shown exactly as rbd 16.2.15's 'rbd info' shows it:
+id, block name prefix, features, op features, flags, timestamps, parent,
+striping, journal and mirroring as librbd reports them.";
 
 /// Show an image's properties.
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// [pool/]image[@snap]
+    /// [pool/]image[@snap], or rbd:pool[/namespace]/image[@snap]
     pub image: String,
     /// Output format.
     #[arg(long, default_value = "plain", value_parser = ["plain", "json"])]
@@ -23,6 +30,9 @@ pub struct Args {
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
+    if let Some(spec) = crate::cluster::parse(&a.image)? {
+        return cluster(&spec, &a);
+    }
     let spec = Spec::parse(&a.image)?;
     let img = store.open(&spec.head())?;
     let m = &img.meta;
@@ -97,4 +107,15 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `info` of a cluster image (`rbd:pool/image[@snap]`).
+#[cfg(feature = "librbd")]
+fn cluster(spec: &crate::cluster::Spec, a: &Args) -> anyhow::Result<()> {
+    crate::cluster::cmds::info::run(spec, &a.format, a.pretty_format)
+}
+
+#[cfg(not(feature = "librbd"))]
+fn cluster(spec: &crate::cluster::Spec, _: &Args) -> anyhow::Result<()> {
+    Err(crate::cluster::unsupported(&spec.image_path()).into())
 }
