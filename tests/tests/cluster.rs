@@ -583,8 +583,9 @@ fn dr_pipeline_between_pools() {
 fn errors_as_rbd() {
     let d = scratch("errors");
     let (img, _) = &workload().images[0];
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("nopool", &["export-diff", "nopool/x", "o"]),
+        ("nonamespace", &["export-diff", "rbd/no-such-ns/x", "o"]),
         ("noimage", &["export-diff", "rbd/no-such-image", "o"]),
         (
             "nosnap",

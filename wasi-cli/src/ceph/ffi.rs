@@ -63,6 +63,7 @@ unsafe extern "C" {
     pub fn rbd_image_options_destroy(opts: OptionsT);
     pub fn rbd_image_options_set_uint64(opts: OptionsT, optname: c_int, v: u64) -> c_int;
     pub fn rbd_remove(io: IoctxT, name: *const c_char) -> c_int;
+    pub fn rbd_namespace_exists(io: IoctxT, name: *const c_char, exists: *mut bool) -> c_int;
     pub fn rbd_create4(io: IoctxT, name: *const c_char, size: u64, opts: OptionsT) -> c_int;
     pub fn rbd_open(
         io: IoctxT,

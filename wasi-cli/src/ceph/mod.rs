@@ -182,6 +182,17 @@ impl IoCtx<'_> {
         })
     }
 
+    /// Whether namespace `name` exists in this pool (librbd's check: a
+    /// context may name one that does not).
+    pub fn namespace_exists(&self, name: &str) -> io::Result<bool> {
+        let n = cstr(name)?;
+        let mut exists = false;
+        // SAFETY: a live ioctx, a NUL-terminated name, a valid out-pointer
+        // to a C `bool` (one byte, as Rust's).
+        check(unsafe { ffi::rbd_namespace_exists(self.h, n.as_ptr(), &mut exists) })?;
+        Ok(exists)
+    }
+
     /// Remove image `name` (it must have no snapshots).
     pub fn remove(&self, name: &str) -> io::Result<()> {
         let n = cstr(name)?;

@@ -4,7 +4,7 @@
 
 use super::{Spec, flags};
 use crate::ceph::{Aio, ConnectOpts, Extent, Image, IoCtx, Rados};
-use crate::errors::{EINVAL, Fail, errstr, io_errno};
+use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
 use std::io;
 
 /// The errno of a librbd error (raw on Linux, else by kind).
@@ -56,10 +56,23 @@ pub fn connect(spec: &Spec) -> Result<Rados, Fail> {
     })
 }
 
-/// The pool (and namespace) of `spec`, with rbd's message when missing.
+/// The pool (and namespace) of `spec`, with rbd's messages when missing.
 pub fn ioctx<'r>(r: &'r Rados, spec: &Spec) -> Result<IoCtx<'r>, Fail> {
-    r.ioctx(&spec.pool, spec.namespace.as_deref())
-        .map_err(|e| fail(&format!("rbd: error opening pool '{}'", spec.pool), &e))
+    let io = r
+        .ioctx(&spec.pool, spec.namespace.as_deref())
+        .map_err(|e| fail(&format!("rbd: error opening pool '{}'", spec.pool), &e))?;
+    if let Some(ns) = &spec.namespace {
+        let exists = io
+            .namespace_exists(ns)
+            .map_err(|e| fail("rbd: error asserting namespace", &e))?;
+        if !exists {
+            return Err(Fail::new(
+                ENOENT,
+                format!("rbd: namespace '{ns}' does not exist."),
+            ));
+        }
+    }
+    Ok(io)
 }
 
 /// Open `spec`'s image, at `snap` (read-only) if given, with rbd's
