@@ -1562,3 +1562,115 @@ fn image_meta_equals_rbd() {
     assert_eq!(got.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A v1 diff to snapshot `to` of a 1 MiB image: a `w` of "abcd" at 0, then
+/// `tail` (what makes it corrupt).
+fn corrupt_diff(to: &str, tail: &[u8]) -> Vec<u8> {
+    let mut v = b"rbd diff v1\n".to_vec();
+    v.push(b't');
+    v.extend((to.len() as u32).to_le_bytes());
+    v.extend(to.as_bytes());
+    v.push(b's');
+    v.extend((1u64 << 20).to_le_bytes());
+    v.extend(tail);
+    v
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn import_diff_decode_error_at_offset() {
+    let d = scratch("corrupt");
+    let mut w = vec![b'w'];
+    w.extend(0u64.to_le_bytes());
+    w.extend(4u64.to_le_bytes());
+    // A `w` record cut short: nothing may be written.
+    let mut cut = w.clone();
+    cut.extend(b"ab");
+    std::fs::write(d.join("cut.diff"), corrupt_diff("end", &cut)).unwrap();
+    std::fs::write(d.join("raw.img"), vec![0u8; 1 << 20]).unwrap();
+    let img = fresh("rbd", "corrupt");
+    let got = run(
+        bin(),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "cut.diff",
+            &format!("rbd:rbd/{img}"),
+        ],
+    );
+    let file = run(
+        bin(),
+        &d,
+        &["import-diff", "--no-progress", "cut.diff", "./raw.img"],
+    );
+    let want = run(
+        Path::new("rbd"),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "cut.diff",
+            &format!("rbd/{img}"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&got.stderr).to_string();
+    assert_eq!(got.status.code(), Some(74), "{err}");
+    assert_eq!(got.status.code(), want.status.code());
+    // The same lines as the file import: rbd's, then where in the stream.
+    assert_eq!(
+        err,
+        String::from_utf8_lossy(&file.stderr),
+        "vs the file import"
+    );
+    assert!(
+        err.ends_with("rbdiff: cut.diff: unexpected end of stream while reading write data (2 more bytes needed) at stream offset 48\n"),
+        "{err}"
+    );
+    assert_eq!(last_err(&got), last_err(&want));
+    assert!(snaps_of(&d, &img).is_empty(), "an end snapshot was created");
+    assert_eq!(
+        export(&d, &format!("rbd/{img}")),
+        vec![0u8; 1 << 20],
+        "data written"
+    );
+    // A bad tag after a whole record: rbd leaves the record written, and so
+    // does rbdiff; no end snapshot either way.
+    let mut bad = w;
+    bad.extend(b"abcdX");
+    std::fs::write(d.join("bad.diff"), corrupt_diff("end", &bad)).unwrap();
+    let (mine, theirs) = (fresh("rbd", "corrupt"), fresh("rbd", "corrupt"));
+    let got = run(
+        bin(),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "bad.diff",
+            &format!("rbd:rbd/{mine}"),
+        ],
+    );
+    let want = run(
+        Path::new("rbd"),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "bad.diff",
+            &format!("rbd/{theirs}"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&got.stderr).to_string();
+    assert_eq!(got.status.code(), want.status.code(), "{err}");
+    assert_eq!(last_err(&got), last_err(&want));
+    assert!(
+        err.contains("rbdiff: bad.diff: ") && err.contains(" at stream offset 51\n"),
+        "{err}"
+    );
+    assert!(snaps_of(&d, &mine).is_empty() && snaps_of(&d, &theirs).is_empty());
+    assert_eq!(
+        export(&d, &format!("rbd/{mine}")),
+        export(&d, &format!("rbd/{theirs}"))
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

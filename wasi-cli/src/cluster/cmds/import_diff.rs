@@ -301,7 +301,7 @@ fn apply<R: Read>(
                 let _ = eng.abort(dev);
                 let _ = dev.settle();
                 return Err(match e {
-                    ReadError::Decode(d) => failed(decode_fail(&d, EBADMSG)),
+                    ReadError::Decode(d) => failed(decode_fail(&d, EBADMSG)).at_stream(r.path, &d),
                     ReadError::Io(e) => failed(Fail::io("rbd: error reading diff", &e)),
                 });
             }
