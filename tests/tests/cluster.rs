@@ -1568,7 +1568,7 @@ fn image_meta_equals_rbd() {
 fn corrupt_diff(to: &str, tail: &[u8]) -> Vec<u8> {
     let mut v = b"rbd diff v1\n".to_vec();
     v.push(b't');
-    v.extend((to.len() as u32).to_le_bytes());
+    v.extend(u32::try_from(to.len()).expect("short name").to_le_bytes());
     v.extend(to.as_bytes());
     v.push(b's');
     v.extend((1u64 << 20).to_le_bytes());
