@@ -941,14 +941,6 @@ fn export_on(dir: &Path, conf: &str, spec: &str) -> Vec<u8> {
     rbd(dir, &["-c", conf, "export", "--no-progress", spec, "-"]).stdout
 }
 
-fn last_line(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 #[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
 fn auth_id_keyring_cluster_and_spec() {
@@ -1091,8 +1083,7 @@ fn auth_errors(d: &Path, a: &Auth, src: &str) {
             "{what}: {}",
             String::from_utf8_lossy(&got.stderr)
         );
-        let err = String::from_utf8_lossy(&got.stderr);
-        assert!(err.contains(&last_line(&want)), "{what}: {err}");
+        assert_eq!(last_err(&got), last_err(&want), "{what}");
         assert!(!d.join("o").exists(), "{what}: output left");
     }
 }
@@ -1149,6 +1140,21 @@ fn namespaces_as_rbd() {
             );
             assert!(o.stdout == export(&d, &at(&img, s)), "export {img} {s:?}");
         }
+        // format 1: HEAD's raw bytes into a new namespace image
+        let raw = format!("{name}.raw");
+        rbd(
+            &d,
+            &["export", "--no-progress", &format!("rbd/{img}"), &raw],
+        );
+        let y = format!("{ns}/{}", fresh_name("nsraw"));
+        rbdiff(
+            &d,
+            &["import", "--no-progress", &raw, &format!("rbd:rbd/{y}")],
+        );
+        assert!(
+            export(&d, &format!("rbd/{y}")) == export(&d, &format!("rbd/{img}")),
+            "rbdiff import of {raw} into {y}"
+        );
         let cx = format!("rbd:rbd/{x}");
         rbdiff(&d, &["snap", "create", &format!("{cx}@extra")]);
         let ls = |o: Output| serde_json::from_slice(&o.stdout).expect("snap ls json");
@@ -1289,6 +1295,7 @@ fn dr_between_two_clusters() {
     vm_writes(&d, None, &src);
     shell(&d, &inc, &env);
     assert!(same(&name, "tue"), "DR copy at tue");
+    dr_refusals(&d, &b, &src, &env);
     // rbd's diffs from cluster A, imported by rbdiff into cluster B
     let mix = fresh_name("mix");
     rbd(
@@ -1673,4 +1680,79 @@ fn import_diff_decode_error_at_offset() {
         export(&d, &format!("rbd/{theirs}"))
     );
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `bash -o pipefail -c script` with `env`, failing or not.
+fn try_shell(dir: &Path, script: &str, env: &[(&str, &str)]) -> Output {
+    Command::new("bash")
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(["-o", "pipefail", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The snapshot names of `spec` on the cluster of `conf`.
+fn snap_names(d: &Path, conf: &str, spec: &str) -> Vec<String> {
+    let o = rbd(d, &["-c", conf, "snap", "ls", "--format", "json", spec]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("snap ls json");
+    snap_rows(&v).into_iter().map(|s| s.1).collect()
+}
+
+/// A DR copy on cluster B that drifted from `src@mon` where the mon..tue
+/// diff writes: the sealed incremental from cluster A, shipped as a file,
+/// is refused before any write (rc 22); through a pipe that flips one
+/// byte, the import fails its checks and makes no `tue` snapshot.
+fn dr_refusals(d: &Path, b: &Auth, src: &str, env: &[(&str, &str)]) {
+    let o = rbd(
+        d,
+        &[
+            "diff",
+            "--format",
+            "json",
+            "--from-snap",
+            "mon",
+            &format!("{src}@tue"),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let first = v[0]["offset"].as_u64().expect("an extent");
+    let copy = format!("rbd/{}", fresh_name("drift"));
+    let c = b.conf.as_str();
+    rbd(d, &["-c", c, "create", "--size", "1M", &copy]);
+    sh(
+        d,
+        &format!(
+            "rbd export-diff --no-progress {src}@mon - | rbd -c {c} import-diff --no-progress - {copy}"
+        ),
+    );
+    std::fs::write(d.join("drift"), crafted(first + 1, b"drift")).unwrap();
+    rbd(
+        d,
+        &["-c", c, "import-diff", "--no-progress", "drift", &copy],
+    );
+    let before = export_on(d, c, &copy);
+    let dst = format!("rbd:{copy}:conf={c}:id={}", b.user);
+    let inc = format!("rbdiff export-diff --integrity --from-snap mon rbd:{src}@tue");
+    let o = try_shell(
+        d,
+        &format!("{inc} inc.diff && rbdiff import-diff inc.diff {dst}"),
+        env,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(22), "{err}");
+    assert!(err.contains("is not the base"), "{err}");
+    assert!(export_on(d, c, &copy) == before, "the drifted copy changed");
+    assert_eq!(snap_names(d, c, &copy), ["mon"], "after the drifted import");
+    let flip = "python3 -c 'import sys; b = bytearray(sys.stdin.buffer.read()); \
+                b[len(b) // 2] ^= 1; sys.stdout.buffer.write(b)'";
+    let o = try_shell(
+        d,
+        &format!("{inc} - | {flip} | rbdiff import-diff - {dst}"),
+        env,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a corrupt stream was imported: {err}");
+    assert_eq!(snap_names(d, c, &copy), ["mon"], "after the corrupt stream");
 }
