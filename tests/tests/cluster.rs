@@ -1756,3 +1756,105 @@ fn dr_refusals(d: &Path, b: &Auth, src: &str, env: &[(&str, &str)]) {
     assert!(!o.status.success(), "a corrupt stream was imported: {err}");
     assert_eq!(snap_names(d, c, &copy), ["mon"], "after the corrupt stream");
 }
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn export_diff_dry_run_as_written() {
+    let d = scratch("dry");
+    let mut steps_seen = 0;
+    for (img, from, to) in steps() {
+        for whole in [false, true] {
+            let mut args = vec!["export-diff", "--no-progress"];
+            if whole {
+                args.push("--whole-object");
+            }
+            if let Some(f) = &from {
+                args.extend(["--from-snap", f]);
+            }
+            let spec = at(&img, to.as_deref());
+            let _ = std::fs::remove_file(d.join("rbd.diff"));
+            rbd(&d, &[&args[..], &[spec.as_str(), "rbd.diff"]].concat());
+            let cspec = format!("rbd:{spec}");
+            let dry = rbdiff(
+                &d,
+                &[
+                    &args[..],
+                    &["--dry-run", "--format", "json", &cspec, "dry.diff"],
+                ]
+                .concat(),
+            );
+            assert!(!d.join("dry.diff").exists(), "--dry-run wrote its output");
+            let v = json_of(&dry);
+            let len = std::fs::metadata(d.join("rbd.diff")).unwrap().len();
+            assert_eq!(v["bytes"].as_u64(), Some(len), "{args:?} {spec}: {v}");
+            let i = json_of(&rbdiff(&d, &["inspect", "--format", "json", "rbd.diff"]));
+            let i = &i["diffs"][0];
+            for (mine, theirs) in [
+                ("writes", "n_w"),
+                ("zeros", "n_z"),
+                ("data_bytes", "w_bytes"),
+                ("zero_bytes", "z_bytes"),
+            ] {
+                assert_eq!(v[mine], i[theirs], "{mine} {args:?} {spec}");
+            }
+            assert_eq!(v["integrity"], "none");
+        }
+        steps_seen += 1;
+    }
+    assert!(steps_seen >= 10, "only {steps_seen} steps");
+    // With integrity data: the size of what the real export writes.
+    let (img, snaps) = &workload().images[0];
+    let spec = format!("rbd:{}", at(img, Some(&snaps[1])));
+    for (extra, integrity) in [
+        (&["--integrity"][..], "trailer"),
+        (&["--integrity", "--export-format", "2"], "in-band"),
+        (&["--integrity-sidecar", "s.sig"], "sidecar s.sig"),
+    ] {
+        let base = ["export-diff", "--no-progress", "--from-snap", &snaps[0]];
+        let dry = rbdiff(
+            &d,
+            &[&base[..], extra, &["--dry-run", "--format", "json", &spec]].concat(),
+        );
+        assert!(!d.join("s.sig").exists(), "--dry-run wrote the sidecar");
+        let v = json_of(&dry);
+        let _ = std::fs::remove_file(d.join("real.diff"));
+        rbdiff(&d, &[&base[..], extra, &[&spec, "real.diff"]].concat());
+        let len = std::fs::metadata(d.join("real.diff")).unwrap().len();
+        assert_eq!(v["bytes"].as_u64(), Some(len), "{extra:?}: {v}");
+        assert_eq!(v["integrity"], integrity, "{extra:?}");
+        if let Ok(m) = std::fs::metadata(d.join("s.sig")) {
+            assert_eq!(v["sidecar_bytes"].as_u64(), Some(m.len()));
+            std::fs::remove_file(d.join("s.sig")).unwrap();
+        }
+    }
+    // Plain text, as for a store image.
+    let o = rbdiff(&d, &["export-diff", "--dry-run", "--no-progress", &spec]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("size: ") && text.contains("\nrecords: "),
+        "{text}"
+    );
+    // --from-image is for raw files; a cluster image is no raw file's base.
+    let o = run(
+        bin(),
+        &d,
+        &["export-diff", "--from-image", "x.raw", &spec, "o"],
+    );
+    assert_eq!(o.status.code(), Some(22));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--from-image is for raw files only"));
+    std::fs::write(d.join("r.raw"), vec![0u8; 4096]).unwrap();
+    let o = run(
+        bin(),
+        &d,
+        &["export-diff", "--from-image", &spec, "./r.raw", "o"],
+    );
+    assert_eq!(o.status.code(), Some(22));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a cluster image cannot be the base"));
+    assert!(!d.join("o").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

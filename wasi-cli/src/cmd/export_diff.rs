@@ -21,8 +21,9 @@ Examples:
   rbdiff export-diff --whole-object vm1@mon mon.whole.diff
   rbdiff export-diff --from-image old.raw --from-snap a --snap b new.raw a-b.diff
 
-SOURCE is a store image ([pool/]image[@snap], or --snap), or a raw file; for
-raw files --from-image names the older raw file (default: all zeros) and
+SOURCE is a store image ([pool/]image[@snap], or --snap), a cluster image
+(rbd:pool[/namespace]/image[@snap], native build with 'librbd'), or a raw
+file; for raw files --from-image names the older raw file (default: all zeros) and
 --from-snap / --snap only give the snapshot names written into the diff.
 The output is created exclusively (an existing file is an error, rc 17) and
 removed if the export fails. Records are sorted, never cross an object
@@ -37,6 +38,7 @@ Verified backups (extension, docs/integrity.md):
   rbdiff export-diff --integrity-sidecar tue.sig --from-snap mon vm1@tue - | ssh backup 'cat > tue.diff'
   rbdiff export-diff --dry-run --from-snap mon vm1@tue      # size only, nothing written
   rbdiff export-diff --dry-run --format json --integrity vm1@tue
+  rbdiff export-diff --dry-run --from-snap mon rbd:rbd/vm1@tue   # a cluster image
 
 --integrity adds the hashes of every block the diff overwrites (before and
 after) and a checksum of the stream, so import-diff can refuse a wrong base
@@ -216,17 +218,14 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<()> {
     Err(err(code).into())
 }
 
-/// `export-diff` of a cluster image (`rbd:pool/image@snap`).
+/// `export-diff` of a cluster image (`rbd:pool/image@snap`); --dry-run
+/// measures it the same way (the extents librbd lists, read and encoded).
 #[cfg(feature = "librbd")]
 fn cluster(spec: &crate::cluster::Spec, a: &Args, format: Format, out: &str) -> anyhow::Result<()> {
-    if a.dry_run || a.from_image.is_some() {
-        return Err(Fail::new(
-            EINVAL,
-            "rbd: --dry-run and --from-image are not for cluster images",
-        )
-        .into());
+    if a.from_image.is_some() {
+        return Err(from_image_raw_only().into());
     }
-    crate::cluster::cmds::export_diff::run(&crate::cluster::cmds::export_diff::Req {
+    let dry = crate::cluster::cmds::export_diff::run(&crate::cluster::cmds::export_diff::Req {
         spec,
         snap: a.snap.as_deref(),
         from_snap: a.from_snap.as_deref(),
@@ -235,8 +234,21 @@ fn cluster(spec: &crate::cluster::Spec, a: &Args, format: Format, out: &str) -> 
         integrity: a.integrity,
         sidecar: a.integrity_sidecar.as_deref(),
         out,
+        dry_run: a.dry_run,
         progress: a.progress,
-    })
+    })?;
+    if let Some(d) = dry {
+        report(a, format, &d.stats, d.manifest.as_ref(), d.bytes);
+    }
+    Ok(())
+}
+
+/// `--from-image` names the older raw file of a raw source.
+fn from_image_raw_only() -> Fail {
+    Fail::new(
+        EINVAL,
+        "rbd: --from-image is for raw files only (an image's older state is named by --from-snap)",
+    )
 }
 
 #[cfg(not(feature = "librbd"))]
@@ -265,6 +277,18 @@ fn endpoints(
 ) -> anyhow::Result<Endpoints> {
     let with_code = |f: Fail| if f.lines.is_empty() { err(f.code) } else { f };
     let open = |p: &std::path::Path| Dev::open_ro(p).map_err(|e| err(io_errno(&e)));
+    if let Some(f) = &a.from_image
+        && crate::cluster::parse(f)?.is_some()
+    {
+        return Err(Fail::new(
+            EINVAL,
+            format!(
+                "rbd: --from-image {f}: a cluster image cannot be the base of a raw file's diff \
+                 (export-diff the cluster image itself, with --from-snap)"
+            ),
+        )
+        .into());
+    }
     match &target {
         Target::Raw(p) => Ok(Endpoints {
             from: a
@@ -281,7 +305,7 @@ fn endpoints(
         }),
         Target::Store(spec) => {
             if a.from_image.is_some() {
-                return Err(Fail::new(EINVAL, "rbd: --from-image is for raw files only").into());
+                return Err(from_image_raw_only().into());
             }
             let snap = match (&spec.snap, &a.snap) {
                 (Some(_), Some(_)) => {
@@ -327,7 +351,7 @@ fn dry_run(
 ) -> anyhow::Result<()> {
     let mut count = Count(0);
     let res = write_diff(
-        &mut count,
+        IoSink(&mut count),
         format,
         seal,
         from,
@@ -344,15 +368,23 @@ fn dry_run(
         }
     };
     prog.finish(true);
-    let trailer = match (&m, format, a.integrity) {
+    report(a, format, &stats, m.as_ref(), count.0);
+    Ok(())
+}
+
+/// Print what a --dry-run found: the diff's size (`encoded` bytes from the
+/// encoder, plus a v1 trailer), its records and its integrity data.
+fn report(a: &Args, format: Format, stats: &ExportStats, m: Option<&Manifest>, encoded: u64) {
+    let seal = a.integrity || a.integrity_sidecar.is_some();
+    let trailer = match (m, format, a.integrity) {
         (Some(m), Format::DiffV1, true) => m.to_trailer().len() as u64,
         _ => 0,
     };
-    let sidecar = match (&m, &a.integrity_sidecar) {
+    let sidecar = match (m, &a.integrity_sidecar) {
         (Some(m), Some(_)) => Some(m.to_trailer().len() as u64),
         _ => None,
     };
-    let bytes = count.0 + trailer;
+    let bytes = encoded + trailer;
     let integrity = match (seal, format, &a.integrity_sidecar) {
         (false, ..) => "none".to_string(),
         (true, _, Some(p)) => format!("sidecar {p}"),
@@ -382,7 +414,6 @@ fn dry_run(
             None => println!("integrity: {integrity}"),
         }
     }
-    Ok(())
 }
 
 fn wr(e: std::io::Error) -> ExportError<std::io::Error, std::io::Error> {
@@ -396,13 +427,15 @@ fn export_code(e: &ExportError<std::io::Error, std::io::Error>) -> i32 {
     }
 }
 
-/// A sink that only counts (for --dry-run).
-struct Count(u64);
+/// An output that only counts the bytes written to it (for --dry-run).
+pub struct Count(pub u64);
 
-impl Sink for Count {
-    type Error = std::io::Error;
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), std::io::Error> {
+impl Write for Count {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

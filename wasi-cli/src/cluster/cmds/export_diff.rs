@@ -9,8 +9,8 @@ use crate::cmd::Output;
 use crate::errors::{EINVAL, Fail, errstr};
 use crate::progress::{Progress, ProgressFlags};
 use rbdiff::IoSink;
-use rbdiff::export::{ExportError, export_extents, export_extents_sealed};
-use rbdiff::integrity::HashingSink;
+use rbdiff::export::{ExportError, ExportStats, export_extents, export_extents_sealed};
+use rbdiff::integrity::{HashingSink, Manifest};
 use rbdiff::{DiffHeader, Encoder, Format};
 use std::io::{self, Write};
 
@@ -27,16 +27,50 @@ pub struct Req<'a> {
     /// `--integrity-sidecar PATH`.
     pub sidecar: Option<&'a str>,
     pub out: &'a str,
+    /// `--dry-run`: write nothing, return what would be written.
+    pub dry_run: bool,
     pub progress: ProgressFlags,
+}
+
+/// What a `--dry-run` export found: the records, the bytes the encoder
+/// would write (before any v1 trailer or sidecar), the integrity manifest.
+pub struct DryRun {
+    pub stats: ExportStats,
+    pub bytes: u64,
+    pub manifest: Option<Manifest>,
 }
 
 fn err(code: i32) -> Fail {
     Fail::new(code, format!("rbd: export-diff error: {}", errstr(code)))
 }
 
-type Res = Result<(), ExportError<io::Error, io::Error>>;
+type Res = Result<(ExportStats, Option<Manifest>), ExportError<io::Error, io::Error>>;
 
-pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
+/// Encode the extents of `src` into `w`; with `seal`, also the integrity
+/// manifest (v2: already in-band; v1: for the caller to append or store).
+fn encode<W: Write>(
+    src: &mut Extents<'_, '_>,
+    w: W,
+    r: &Req<'_>,
+    header: &DiffHeader<'_>,
+    base_size: Option<u64>,
+    p: &mut dyn FnMut(u64, u64),
+) -> Res {
+    if !(r.integrity || r.sidecar.is_some()) {
+        let mut enc = Encoder::diff(IoSink(w), r.format).map_err(ExportError::Write)?;
+        let st = export_extents(src, header, &mut enc, p)?;
+        enc.finish().map_err(ExportError::Write)?;
+        return Ok((st, None));
+    }
+    let sink = HashingSink::new(IoSink(w));
+    let mut enc = Encoder::diff(sink, r.format).map_err(ExportError::Write)?;
+    let (st, m) = export_extents_sealed(src, header, base_size, &mut enc, p)?;
+    enc.finish().map_err(ExportError::Write)?;
+    Ok((st, Some(m)))
+}
+
+/// Export (or, with `dry_run`, only measure) the diff `r` asks for.
+pub fn run(r: &Req<'_>) -> anyhow::Result<Option<DryRun>> {
     let snap = super::snap_of(r.spec, r.snap)?;
     let rados = connect(r.spec)?;
     let io = ioctx(&rados, r.spec)?;
@@ -59,10 +93,15 @@ pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
         Some(b) => Some(b.size().map_err(|e| fail("rbd: export-diff error", &e))?),
         None => None,
     };
-    let mut out = Output::create(r.out).map_err(|e| fail("rbd: export-diff error", &e))?;
-    let mut side = match r.sidecar {
-        Some(p) => Some(Output::create(p).map_err(|e| fail("rbd: export-diff error", &e))?),
-        None => None,
+    let mut out = match r.dry_run {
+        true => None,
+        false => Some(Output::create(r.out).map_err(|e| fail("rbd: export-diff error", &e))?),
+    };
+    let mut side = match (r.sidecar, r.dry_run) {
+        (Some(p), false) => {
+            Some(Output::create(p).map_err(|e| fail("rbd: export-diff error", &e))?)
+        }
+        _ => None,
     };
     let header = DiffHeader {
         from: r.from_snap.map(str::as_bytes),
@@ -71,41 +110,42 @@ pub fn run(r: &Req<'_>) -> anyhow::Result<()> {
         size: Some(st.size),
     };
     let mut prog = Progress::new("Exporting image", r.progress);
+    let mut count = crate::cmd::export_diff::Count(0);
     let (res, listed) = with_extents(&img, r.from_snap, st.size, r.whole_object, |rx| {
         let mut src = Extents::new(rx, &img, base.as_ref());
         let p = &mut |d, t| prog.update(d, t);
-        if !seal {
-            let mut enc = Encoder::diff(IoSink(&mut out), r.format).map_err(ExportError::Write)?;
-            export_extents(&mut src, &header, &mut enc, p)?;
-            return enc.finish().map(drop).map_err(ExportError::Write);
-        }
-        let sink = HashingSink::new(IoSink(&mut out));
-        let mut enc = Encoder::diff(sink, r.format).map_err(ExportError::Write)?;
-        let (_, m) = export_extents_sealed(&mut src, &header, base_size, &mut enc, p)?;
-        enc.finish().map_err(ExportError::Write)?;
+        let Some(o) = out.as_mut() else {
+            return encode(&mut src, &mut count, r, &header, base_size, p);
+        };
+        let (st, m) = encode(&mut src, &mut *o, r, &header, base_size, p)?;
         let wr = |e| ExportError::Write(rbdiff::EncodeError::Sink(e));
-        match (side.as_mut(), r.format) {
-            (Some(s), _) => s.write_all(&m.to_trailer()).map_err(wr),
-            (None, Format::DiffV1) => out.write_all(&m.to_trailer()).map_err(wr),
-            _ => Ok(()),
+        match (&m, side.as_mut(), r.format) {
+            (Some(m), Some(s), _) => s.write_all(&m.to_trailer()).map_err(wr)?,
+            (Some(m), None, Format::DiffV1) => o.write_all(&m.to_trailer()).map_err(wr)?,
+            _ => {}
         }
+        Ok((st, m))
     });
     // A failed write stops the listing (which then reports a cancel): the
     // export's own error first; the listing's when the export saw the
     // extents end early.
-    let code = match (res as Res, listed) {
+    let code = match (res, listed) {
         (Err(ExportError::Read(e) | ExportError::Write(rbdiff::EncodeError::Sink(e))), _) => {
             super::errno(&e)
         }
         (Err(_), _) => EINVAL,
-        (Ok(()), Err(e)) => super::errno(&e),
-        (Ok(()), Ok(())) => match out
-            .commit()
+        (Ok(_), Err(e)) => super::errno(&e),
+        (Ok((stats, manifest)), Ok(())) => match out
+            .map_or(Ok(()), Output::commit)
             .and_then(|()| side.map_or(Ok(()), Output::commit))
         {
             Ok(()) => {
                 prog.finish(true);
-                return Ok(());
+                return Ok(r.dry_run.then_some(DryRun {
+                    stats,
+                    bytes: count.0,
+                    manifest,
+                }));
             }
             Err(e) => super::errno(&e),
         },
