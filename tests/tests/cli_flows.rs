@@ -8,14 +8,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn basic_src(c: &Cli) -> String {
-    c.ok(&[
-        "import",
-        "--no-progress",
-        "--export-format",
-        "2",
-        &c.fx("basic-64k/export/image.v2"),
-        "src",
-    ]);
+    c.import_v2("basic-64k/export/image.v2", "src");
     "src".into()
 }
 

@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The basic-64k image (snapshots s1, s2) in the store as `src`.
 fn basic_src(c: &Cli) {
-    c.ok(&[
-        "import",
-        "--no-progress",
-        "--export-format",
-        "2",
-        &c.fx("basic-64k/export/image.v2"),
-        "src",
-    ]);
+    c.import_v2("basic-64k/export/image.v2", "src");
 }
 
 fn head(c: &Cli, img: &str) -> std::path::PathBuf {

@@ -18,14 +18,7 @@ const SLACK_KIB: u64 = 40 << 10;
 /// `SPEC` (the basic-64k corpus export) in the store as `src`, and its
 /// diffs: `full.diff` (to s1), `inc.diff` (s1 to s2, with integrity data).
 fn setup(c: &Cli) {
-    c.ok(&[
-        "import",
-        "--no-progress",
-        "--export-format",
-        "2",
-        &c.fx("basic-64k/export/image.v2"),
-        "src",
-    ]);
+    c.import_v2("basic-64k/export/image.v2", "src");
     c.ok(&["export-diff", "--no-progress", "src@s1", "full.diff"]);
     c.ok(&[
         "export-diff",

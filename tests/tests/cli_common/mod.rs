@@ -319,6 +319,19 @@ impl Cli {
         std::fs::write(self.path(rel), data).expect("write");
     }
 
+    /// `import --export-format 2` of the corpus file `fixture` (an rbd
+    /// image v2 stream) into the store as `name`.
+    pub fn import_v2(&self, fixture: &str, name: &str) -> Out {
+        self.ok(&[
+            "import",
+            "--no-progress",
+            "--export-format",
+            "2",
+            &self.fx(fixture),
+            name,
+        ])
+    }
+
     /// sha256 of `export SPEC -` (stdout: every byte).
     pub fn export_sha(&self, spec: &str) -> String {
         sha256(&self.ok(&["export", "--no-progress", spec, "-"]).stdout)
