@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const NO_MAP: (&str, &str) = ("RBDIFF_NO_OBJECT_MAP", "1");
 const FALLBACK: &str = "comparing contents instead";
+/// The reason given for a map an interrupted rbdiff write left.
+const INTERRUPTED: &str = "an rbdiff write to it was interrupted";
 const EXPORT_A: &[&str] = &[
     "export-diff",
     "--no-progress",
@@ -55,6 +57,68 @@ fn objects(v: &Value, key: &str) -> BTreeSet<u64> {
         .iter()
         .map(|x| x.as_u64().expect("u64"))
         .collect()
+}
+
+/// `object-map check --format json` of a map a killed writer may have left
+/// in flight: it must claim at least what the head holds; in flight (not
+/// valid, the reason says so) or valid (the kill came before the first
+/// write or after the last sync). Returns whether it is valid.
+fn check_claims(c: &Cli, spec: &str) -> bool {
+    let o = c.run(&["object-map", "check", "--format", "json", spec]);
+    assert_eq!(o.code, 0, "check {spec}: {} {}", o.stderr, o.text());
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["underreport"].is_null(), "{spec}: {v}");
+    let valid = v["valid"] == true;
+    assert!(
+        valid
+            || v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(INTERRUPTED)),
+        "{spec}: {v}"
+    );
+    assert!(
+        v["objects"].as_u64().is_some(),
+        "{spec}: what it claims is listed: {v}"
+    );
+    valid
+}
+
+/// Write `data` at `at` of an image's head file directly (as a VM would).
+fn foreign_write(c: &Cli, img: &str, at: u64, data: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.path(&format!("store/rbd/{img}/head")))
+        .expect("head");
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(data).expect("write");
+}
+
+/// Run `args` with the maps and with content comparison: the same exit,
+/// stdout and output file `out`; with the maps the fallback is said once
+/// (the map is not valid, for the reason `why`). Returns the output file.
+fn same_as_comparison_with_fallback(c: &Cli, args: &[&str], out: &str, why: &str) -> Vec<u8> {
+    let get = |env: &[(&str, &str)]| -> (Out, Vec<u8>) {
+        let _ = std::fs::remove_file(c.path(out));
+        let o = c.run_env(args, env);
+        assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+        (o, c.read(out))
+    };
+    let (a, fa) = get(&[]);
+    let (b, fb) = get(&[NO_MAP]);
+    assert_eq!(
+        a.stderr.matches(FALLBACK).count(),
+        1,
+        "{args:?}: {}",
+        a.stderr
+    );
+    assert!(a.stderr.contains(why), "{args:?}: {}", a.stderr);
+    assert_eq!(a.stdout, b.stdout, "{args:?}: stdout differs");
+    assert!(
+        fa == fb,
+        "{args:?}: output differs from the content comparison"
+    );
+    fa
 }
 
 /// Run `args` with and without the maps: same exit, same stdout, the same
@@ -430,22 +494,130 @@ fn killed_import_never_underreports(c: &Cli) {
         std::thread::sleep(Duration::from_secs_f64(full.as_secs_f64() * frac));
         let _ = child.kill();
         let _ = child.wait();
-        check(c, &img);
-        // A diff from the snapshot sees everything the killed run wrote.
+        let valid = check_claims(c, &img);
+        // A diff from the snapshot sees everything the killed run wrote:
+        // the map left in flight is not used (content comparison, said
+        // once) until it is rebuilt.
         let out = format!("k{i}.diff");
-        same_with_and_without_map(
-            c,
-            &[
-                "export-diff",
-                "--no-progress",
-                "--from-snap",
-                "empty",
-                &img,
-                &out,
-            ],
-            Some(&out),
-        );
+        let args = [
+            "export-diff",
+            "--no-progress",
+            "--from-snap",
+            "empty",
+            &img,
+            &out,
+        ];
+        if !valid {
+            same_as_comparison_with_fallback(c, &args, &out, INTERRUPTED);
+            c.ok(&["object-map", "rebuild", &img]);
+        }
+        check(c, &img);
+        same_with_and_without_map(c, &args, Some(&out));
     }
+}
+
+/// A writer killed with its map in flight, then another program writes
+/// `head` where that map claims nothing: no later command trusts the map
+/// (it would miss the write), the next rbdiff write included, until
+/// `object-map rebuild`.
+fn crash_then_foreign_write(c: &Cli) {
+    let order = 20;
+    c.ok(&["create", "--size", "128M", "--order", "20", "img"]);
+    c.ok(&["snap", "create", "img@a"]);
+    // An import-diff from a pipe that is never closed: it writes the first
+    // extents (objects 0..4, the map marked in flight first) and waits.
+    let mut stream = b"rbd diff v1\n".to_vec();
+    for k in 0..4u64 {
+        stream.push(b'w');
+        stream.extend_from_slice(&(k << order).to_le_bytes());
+        stream.extend_from_slice(&(1u64 << order).to_le_bytes());
+        stream.extend_from_slice(&noise(1 << order, k + 1));
+    }
+    let mut child = c
+        .command(&["import-diff", "--no-progress", "-", "img"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut pipe = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut pipe, &stream).expect("feed");
+    let map = c.path("store/rbd/img/objmap-head");
+    let flags = || {
+        std::fs::read(&map)
+            .ok()
+            .map(|b| u32::from_le_bytes(b[12..16].try_into().expect("4")))
+    };
+    let t = Instant::now();
+    while flags() != Some(2) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the map never went in flight: {:?}",
+            flags()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(pipe);
+    let v = {
+        let o = c.run(&["object-map", "check", "--format", "json", "img"]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        serde_json::from_slice::<Value>(&o.stdout).expect("json")
+    };
+    assert_eq!(v["valid"], false, "{v}");
+    let claimed = objects(&v, "written");
+    assert!(claimed.contains(&0) && !claimed.contains(&100), "{v}");
+    // A VM writes object 100, which the map left in flight does not claim.
+    let vm = noise(5000, 99);
+    foreign_write(c, "img", (100 << order) + 1234, &vm);
+    let o = c.run(&["object-map", "check", "img"]);
+    assert_ne!(o.code, 0, "check must see the under-report: {}", o.text());
+    assert!(o.stderr.contains("object 100"), "{}", o.stderr);
+    let t = c.ok(&["info", "img"]).text();
+    assert!(
+        t.contains("flags: object map invalid, fast diff invalid"),
+        "{t}"
+    );
+    let args = [
+        "export-diff",
+        "--no-progress",
+        "--from-snap",
+        "a",
+        "img",
+        "o.diff",
+    ];
+    let d = same_as_comparison_with_fallback(c, &args, "o.diff", INTERRUPTED);
+    assert!(
+        d.windows(vm.len()).any(|w| w == vm),
+        "the VM's write is in the diff"
+    );
+    let whole = [
+        "export-diff",
+        "--no-progress",
+        "--whole-object",
+        "img",
+        "w.diff",
+    ];
+    same_as_comparison_with_fallback(c, &whole, "w.diff", INTERRUPTED);
+    // The next rbdiff write (a resumed import would be one) does not make
+    // it valid again: nothing tells the VM's write from the killed run's.
+    let mut small = b"rbd diff v1\nw".to_vec();
+    small.extend_from_slice(&(5u64 << order).to_le_bytes());
+    small.extend_from_slice(&4096u64.to_le_bytes());
+    small.extend_from_slice(&noise(4096, 5));
+    small.push(b'e');
+    c.write("small.diff", &small);
+    c.ok(&["import-diff", "--no-progress", "small.diff", "img"]);
+    same_as_comparison_with_fallback(c, &args, "o.diff", "marked invalid");
+    c.ok(&["object-map", "rebuild", "img"]);
+    let v = check(c, "img");
+    assert!(objects(&v, "written").contains(&100), "{v}");
+    let d = same_with_and_without_map(c, &args, Some("o.diff"));
+    assert!(
+        d.windows(vm.len()).any(|w| w == vm),
+        "the VM's write is in the diff"
+    );
 }
 
 /// `import` from a file and from stdin (the image grows as it is read): the
@@ -485,4 +657,5 @@ both!(
     corpus_outputs_match,
     foreign_write_is_detected,
     killed_import_never_underreports,
+    crash_then_foreign_write,
 );

@@ -21,9 +21,17 @@
 //! [`crate::dev::Dev`]): before a write reaches an object the map does not
 //! already mark as written, the map is persisted with that object (and up to
 //! [`MARK_AHEAD`] objects after it) marked written and the *in flight* flag,
-//! so a crash leaves a map that claims at least everything changed. An in
-//! flight map is used as it is (it over-reports; its stamp cannot match).
-//! At each `sync` of HEAD the exact map is written and stamped.
+//! so a crash leaves a map that claims at least everything changed. At each
+//! `sync` of HEAD the exact map is written and stamped.
+//!
+//! **Interrupted writes.** A map still in flight when its writer is gone (a
+//! crash, `kill -9`) is not used by anything that comes after, the resumed
+//! import included: it claimed what that writer was about to do, but not
+//! what anything wrote after it died (a VM writing `head`), and nothing can
+//! tell those writes apart (they change the mtime as the writer's own
+//! did). Commands compare contents and say so until `object-map rebuild`;
+//! `object-map check` still verifies what such a map claims. Only the
+//! [`Tracker`] that set the flag, in its own process, trusts it.
 
 use crate::errors::{EINVAL, Fail};
 use crate::safefs::Dir;
@@ -41,7 +49,8 @@ const HEADER: usize = 64;
 /// The map is not to be used (until rebuilt).
 const F_INVALID: u32 = 1;
 /// A write is (or was, when it crashed) under way: the map over-reports
-/// and its stamp is not checked.
+/// what that write did and has no stamp. Not valid for any reader (see the
+/// module docs).
 const F_IN_FLIGHT: u32 = 2;
 
 /// Objects marked written ahead of a sequential writer at once (fewer
@@ -205,7 +214,7 @@ fn save(dir: &Path, p: Point, m: &MapFile) -> io::Result<()> {
 /// A point's map as read: usable, or why not.
 #[derive(Clone, Debug)]
 pub enum Loaded {
-    /// Usable (exact, or over-reporting after an interrupted write).
+    /// Usable: exact for the data file as it is.
     Valid(ObjectMap),
     /// Not usable: the reason.
     Invalid(String),
@@ -225,29 +234,38 @@ fn read(dir: &Path, p: Point) -> Result<MapFile, String> {
     }
 }
 
+/// Why a map left in flight is not used.
+const INTERRUPTED: &str = "an rbdiff write to it was interrupted: \
+                           what was written after that is not known";
+
 /// Load a point's map and check it against its data file.
 pub fn load(dir: &Path, p: Point) -> Loaded {
-    let m = match read(dir, p) {
-        Ok(m) => m,
-        Err(why) => return Loaded::Invalid(why),
-    };
-    if m.flags & F_INVALID != 0 {
-        return Loaded::Invalid("its object map is marked invalid".into());
+    match load_claims(dir, p) {
+        Ok((m, None)) => Loaded::Valid(m),
+        Ok((_, Some(why))) | Err(why) => Loaded::Invalid(why),
     }
-    let meta = match Dir::open(dir)
+}
+
+/// A point's map with what it claims even when it is not valid because an
+/// rbdiff write to it was interrupted (`Some(why)`): for `object-map check`,
+/// which verifies that a crash left a map that claims at least what was
+/// written. `Err`: no map to check.
+fn load_claims(dir: &Path, p: Point) -> Result<(ObjectMap, Option<String>), String> {
+    let m = read(dir, p)?;
+    if m.flags & F_INVALID != 0 {
+        return Err("its object map is marked invalid".into());
+    }
+    let meta = Dir::open(dir)
         .and_then(|d| d.open_ro(data_name(p)))
         .and_then(|f| f.metadata())
-    {
-        Ok(x) => x,
-        Err(e) => return Loaded::Invalid(format!("its data cannot be read: {e}")),
-    };
+        .map_err(|e| format!("its data cannot be read: {e}"))?;
     if m.flags & F_IN_FLIGHT != 0 {
-        return Loaded::Valid(reconcile(m.map, meta.len()));
+        return Ok((reconcile(m.map, meta.len()), Some(INTERRUPTED.into())));
     }
     if !m.stamp.matches(&Stamp::of(&meta)) || m.map.size() != meta.len() {
-        return Loaded::Invalid("it was written outside rbdiff".into());
+        return Err("it was written outside rbdiff".into());
     }
-    Loaded::Valid(m.map)
+    Ok((m.map, None))
 }
 
 /// An in-flight map against the data file's actual size (a crash between a
@@ -696,15 +714,29 @@ pub fn build_at(img: &Image, i: Option<usize>) -> Result<ObjectMap, Fail> {
         .map_err(|e| Fail::new(EINVAL, format!("rbd: object map: {e}")))
 }
 
-/// Check the map of point index `i` against the contents: the first object
-/// it under-reports, if any. `Err` if it is not valid.
-pub fn check_at(
-    img: &Image,
-    i: Option<usize>,
-) -> Result<Result<Option<om::Underreport>, String>, Fail> {
-    let map = match load(img.dir(), point(img, i)) {
-        Loaded::Valid(m) => m,
-        Loaded::Invalid(why) => return Ok(Err(why)),
+/// What `object-map check` found for a point.
+#[derive(Debug)]
+pub struct Checked {
+    /// The map's states (also of a map an interrupted write left).
+    pub map: Option<ObjectMap>,
+    /// Why it is not valid, if it is not.
+    pub invalid: Option<String>,
+    /// The first object it under-reports against the contents, if any
+    /// (checked for a valid map and for one an interrupted write left).
+    pub underreport: Option<om::Underreport>,
+}
+
+/// Check the map of point index `i` against the contents.
+pub fn check_at(img: &Image, i: Option<usize>) -> Result<Checked, Fail> {
+    let (map, invalid) = match load_claims(img.dir(), point(img, i)) {
+        Ok(x) => x,
+        Err(why) => {
+            return Ok(Checked {
+                map: None,
+                invalid: Some(why),
+                underreport: None,
+            });
+        }
     };
     let prev_idx = match i {
         Some(0) => None,
@@ -716,23 +748,25 @@ pub fn check_at(
         Some(p) => {
             let pm = match load(img.dir(), point(img, Some(p))) {
                 Loaded::Valid(m) => m,
-                Loaded::Invalid(why) => return Ok(Err(format!("previous snapshot: {why}"))),
+                Loaded::Invalid(why) => {
+                    return Ok(Checked {
+                        map: Some(map),
+                        invalid: Some(format!("previous snapshot: {why}")),
+                        underreport: None,
+                    });
+                }
             };
             let mut pf = open_point(img, Some(p))?;
             om::check(&mut cur, &map, Some((&mut pf, &pm)))
         }
         None => om::check::<_, crate::dev::Dev>(&mut cur, &map, None),
     };
-    let r = res
+    let underreport = res
         .map_err(|e| rebuild_err(&e))?
         .map_err(|e| Fail::new(EINVAL, format!("rbd: object map: {e}")))?;
-    Ok(Ok(r))
-}
-
-/// The states of point index `i`'s map, if valid.
-pub fn states(img: &Image, i: Option<usize>) -> Result<ObjectMap, String> {
-    match load(img.dir(), point(img, i)) {
-        Loaded::Valid(m) => Ok(m),
-        Loaded::Invalid(why) => Err(why),
-    }
+    Ok(Checked {
+        map: Some(map),
+        invalid,
+        underreport,
+    })
 }

@@ -4,7 +4,7 @@ use crate::errors::{EINVAL, ENOENT, Fail, errstr};
 use crate::objmap;
 use crate::store::{Spec, Store};
 use clap::Subcommand;
-use rbdiff::objmap::{OBJECT_EXISTS, OBJECT_PENDING, exists};
+use rbdiff::objmap::{OBJECT_EXISTS, OBJECT_PENDING, ObjectMap, exists};
 use serde_json::json;
 
 const EXAMPLES: &str = "\
@@ -78,13 +78,12 @@ pub fn run(store: &Store, c: ObjectMapCmd) -> anyhow::Result<()> {
 
 fn check(store: &Store, s: &str, format: &str) -> anyhow::Result<()> {
     let (spec, img, idx) = open(store, s, false)?;
-    let res = objmap::check_at(&img, idx)?;
-    let map = objmap::states(&img, idx);
-    let (valid, reason) = match &res {
-        Ok(_) => (true, None),
-        Err(why) => (false, Some(why.clone())),
-    };
-    let under = res.ok().flatten();
+    let objmap::Checked {
+        map,
+        invalid: reason,
+        underreport: under,
+    } = objmap::check_at(&img, idx)?;
+    let valid = reason.is_none();
     let list = |f: &dyn Fn(u8) -> bool| -> Vec<u64> {
         map.as_ref()
             .map(|m| (0..m.len()).filter(|&k| f(m.get(k))).collect())
@@ -97,21 +96,26 @@ fn check(store: &Store, s: &str, format: &str) -> anyhow::Result<()> {
             "image": spec.to_string(),
             "valid": valid,
             "reason": reason,
-            "objects": map.as_ref().map(|m| m.len()).ok(),
+            "objects": map.as_ref().map(ObjectMap::len),
             "exists": existing,
             "written": written,
             "underreport": under.map(|u| json!({"object": u.object, "state": u.state, "holds_data": u.holds_data})),
         });
         println!("{v}");
-    } else if let Some(r) = &reason {
-        println!("object map of {spec}: invalid ({r})");
     } else {
-        println!(
-            "object map of {spec}: {} objects, {} exist, {} written since the previous snapshot",
-            map.as_ref().map(|m| m.len()).unwrap_or(0),
-            existing.len(),
-            written.len()
-        );
+        let counts = map.as_ref().map(|m| {
+            format!(
+                "{} objects, {} exist, {} written since the previous snapshot",
+                m.len(),
+                existing.len(),
+                written.len()
+            )
+        });
+        match (&reason, counts) {
+            (None, c) => println!("object map of {spec}: {}", c.unwrap_or_default()),
+            (Some(r), None) => println!("object map of {spec}: invalid ({r})"),
+            (Some(r), Some(c)) => println!("object map of {spec}: invalid ({r}); it claims {c}"),
+        }
     }
     if let Some(u) = under {
         let what = if u.holds_data {
