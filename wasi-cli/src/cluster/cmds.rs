@@ -101,26 +101,23 @@ pub fn snap_of<'a>(spec: &'a Spec, flag: Option<&'a str>) -> Result<Option<&'a s
     }
 }
 
-/// Bytes of reads (or writes) in flight beyond which no more are queued
-/// (at least one always is): rbd's 10 requests of whole 4 MiB objects
-/// would hold 40 MiB, twice that for a sealed export's base reads.
-pub const IN_FLIGHT_BYTES: u64 = 24 << 20;
-
 /// Pipelined reads of the extents a diff-iterate thread sends, in order,
-/// with up to the queue depth in flight: the crate's
+/// with up to the queue depth in flight and their buffers within
+/// [`pool::BUDGET`]: the crate's
 /// [`ExtentSource`](rbdiff::export::ExtentSource).
 pub struct Extents<'a, 'io> {
     rx: std::sync::mpsc::Receiver<Extent>,
     to: Aio<'a, 'io>,
     base: Option<Aio<'a, 'io>>,
     queue: std::collections::VecDeque<Extent>,
+    /// An extent received but not read yet (no room in the budget).
+    next: Option<Extent>,
     depth: usize,
-    /// Bytes being read (new image and base).
-    bytes: u64,
     done: bool,
+    pool: pool::Pool,
+    /// The buffers of the extent handed out last (new image, base).
     cur: Vec<u8>,
     cur_base: Vec<u8>,
-    spare: Vec<Vec<u8>>,
 }
 
 impl<'a, 'io> Extents<'a, 'io> {
@@ -137,48 +134,41 @@ impl<'a, 'io> Extents<'a, 'io> {
             to: Aio::new(to, depth),
             base: base.map(|b| Aio::new(b, depth)),
             queue: std::collections::VecDeque::new(),
+            next: None,
             depth,
-            bytes: 0,
             done: false,
+            pool: pool::Pool::new(pool::BUDGET),
             cur: Vec::new(),
             cur_base: Vec::new(),
-            spare: Vec::new(),
         }
     }
 
-    fn buf(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
-    }
-
-    /// Keep a buffer for a later read (a few: the reads in flight are
-    /// bounded).
-    fn keep(&mut self, b: Vec<u8>) {
-        if self.spare.len() < 4 {
-            self.spare.push(b);
-        }
-    }
-
+    /// Queue reads while the depth and the budget allow.
     fn fill(&mut self) -> io::Result<()> {
-        while !self.done
-            && self.queue.len() < self.depth
-            && (self.queue.is_empty() || self.bytes < IN_FLIGHT_BYTES)
-        {
-            let Ok(e) = self.rx.recv() else {
-                self.done = true;
-                break;
+        while !self.done && self.queue.len() < self.depth {
+            let e = match self.next.take() {
+                Some(e) => e,
+                None => match self.rx.recv() {
+                    Ok(e) => e,
+                    Err(_) => {
+                        self.done = true;
+                        break;
+                    }
+                },
             };
+            let reads = u64::from(e.exists) + u64::from(self.base.is_some());
+            if !self.pool.room(e.len.saturating_mul(reads)) {
+                self.next = Some(e);
+                break;
+            }
             let len = usize::try_from(e.len).map_err(|_| io::Error::from_raw_os_error(EINVAL))?;
             if e.exists {
-                let b = self.buf();
+                let b = self.pool.take(len);
                 self.to.read(e.offset, len, b)?;
-                self.bytes += e.len;
             }
-            if self.base.is_some() {
-                self.bytes += e.len;
-                let b = self.buf();
-                if let Some(a) = self.base.as_mut() {
-                    a.read(e.offset, len, b)?;
-                }
+            if let Some(a) = self.base.as_mut() {
+                let b = self.pool.take(len);
+                a.read(e.offset, len, b)?;
             }
             self.queue.push_back(e);
         }
@@ -196,27 +186,29 @@ fn done_buf(a: &mut Aio<'_, '_>) -> io::Result<Vec<u8>> {
 impl rbdiff::export::ExtentSource for Extents<'_, '_> {
     type Error = io::Error;
     fn next_extent(&mut self) -> io::Result<Option<rbdiff::export::ReadExtent<'_>>> {
+        // The previous extent's buffers are done with.
+        let (cur, cur_base) = (
+            std::mem::take(&mut self.cur),
+            std::mem::take(&mut self.cur_base),
+        );
+        self.pool.give(cur);
+        self.pool.give(cur_base);
         self.fill()?;
         let Some(e) = self.queue.pop_front() else {
             return Ok(None);
         };
+        let n = usize::try_from(e.len).map_err(|_| io::Error::from_raw_os_error(EINVAL))?;
         if e.exists {
-            let b = done_buf(&mut self.to)?;
-            let old = std::mem::replace(&mut self.cur, b);
-            self.keep(old);
-            self.bytes -= e.len;
+            self.cur = done_buf(&mut self.to)?;
         }
         if let Some(a) = self.base.as_mut() {
-            let b = done_buf(a)?;
-            let old = std::mem::replace(&mut self.cur_base, b);
-            self.keep(old);
-            self.bytes -= e.len;
+            self.cur_base = done_buf(a)?;
         }
         Ok(Some(rbdiff::export::ReadExtent {
             offset: e.offset,
             len: e.len,
-            data: e.exists.then_some(&self.cur[..]),
-            base: self.base.is_some().then_some(&self.cur_base[..]),
+            data: e.exists.then(|| &self.cur[..n]),
+            base: self.base.is_some().then(|| &self.cur_base[..n]),
         }))
     }
 }
@@ -253,3 +245,4 @@ pub mod image_meta;
 pub mod import;
 pub mod import_diff;
 pub mod info;
+pub mod pool;

@@ -1,8 +1,9 @@
 //! A cluster image as the crate's block device: writes and zeroing go out
 //! through librbd's aio with up to `--rbd-concurrent-management-ops` in
-//! flight; a read, a resize or a flush first waits for them (so reads see
-//! every write before them).
+//! flight and their buffers within [`BUDGET`]; a read, a resize or a flush
+//! first waits for them (so reads see every write before them).
 
+use super::pool::{BUDGET, Pool};
 use crate::ceph::{Aio, Image, Op};
 use rbdiff::apply::Checker;
 use rbdiff::block::{BlockSink, BlockSource};
@@ -18,15 +19,14 @@ pub struct ClusterDev<'a, 'io> {
     img: &'a Image<'io>,
     aio: Aio<'a, 'io>,
     size: u64,
-    spare: Vec<Vec<u8>>,
-    /// Bytes of writes in flight.
-    bytes: u64,
+    /// The buffers of the writes and of the read-ahead.
+    pool: Pool,
     /// Read-ahead of a check: the ranges still to read, the reads in
-    /// flight (in order) and the last one read.
+    /// flight (in order) and the last one read (offset, length, bytes).
     plan: VecDeque<(u64, u64)>,
     ahead: Aio<'a, 'io>,
     issued: VecDeque<(u64, u64)>,
-    cur: Option<(u64, Vec<u8>)>,
+    cur: Option<(u64, u64, Vec<u8>)>,
 }
 
 impl<'a, 'io> ClusterDev<'a, 'io> {
@@ -36,8 +36,7 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
             size: img.size()?,
             img,
             aio: Aio::new(img, depth),
-            spare: Vec::new(),
-            bytes: 0,
+            pool: Pool::new(BUDGET),
             plan: VecDeque::new(),
             ahead: Aio::new(img, depth),
             issued: VecDeque::new(),
@@ -50,10 +49,7 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
         if let Some(r) = self.aio.next() {
             let d = r?;
             if d.op == Op::Write {
-                self.bytes -= d.buf.len() as u64;
-                if self.spare.len() < 4 {
-                    self.spare.push(d.buf);
-                }
+                self.pool.give(d.buf);
             }
         }
         Ok(())
@@ -78,22 +74,31 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
     /// Stop reading ahead (waits for what is in flight).
     fn unplan(&mut self) {
         self.plan.clear();
-        while self.ahead.next().is_some() {}
+        while let Some(r) = self.ahead.next() {
+            if let Ok(d) = r {
+                self.pool.give(d.buf);
+            }
+        }
         self.issued.clear();
-        self.cur = None;
+        if let Some((_, _, b)) = self.cur.take() {
+            self.pool.give(b);
+        }
     }
 
     fn read_ahead(&mut self) -> io::Result<()> {
-        let mut bytes: u64 = self.issued.iter().map(|r| r.1).sum();
-        while !self.ahead.full() && (self.issued.is_empty() || bytes < super::IN_FLIGHT_BYTES) {
-            let Some((o, l)) = self.plan.pop_front() else {
+        while !self.ahead.full() {
+            let Some(&(o, l)) = self.plan.front() else {
                 break;
             };
+            if !self.pool.room(l) {
+                break;
+            }
+            self.plan.pop_front();
             let n = l.min(self.size.saturating_sub(o));
             let n = usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(22))?;
-            self.ahead.read(o, n, Vec::new())?;
+            let b = self.pool.take(usize::try_from(l).unwrap_or(n));
+            self.ahead.read(o, n, b)?;
             self.issued.push_back((o, l));
-            bytes += l;
         }
         Ok(())
     }
@@ -102,22 +107,26 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
     fn take_ahead(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
         let end = offset + buf.len() as u64;
         let covers = |o: u64, l: u64| offset >= o && end <= o + l;
-        if !matches!(&self.cur, Some((o, b)) if covers(*o, b.len() as u64)) {
+        if !matches!(self.cur, Some((o, l, _)) if covers(o, l)) {
             match self.issued.front() {
                 Some(&(o, l)) if covers(o, l) => {
                     self.issued.pop_front();
-                    let mut b = match self.ahead.next() {
-                        Some(r) => r?.buf,
+                    let d = match self.ahead.next() {
+                        Some(r) => r?,
                         None => return Ok(false),
                     };
-                    b.resize(usize::try_from(l).unwrap_or(0), 0);
-                    self.cur = Some((o, b));
+                    // Past the end of the image: zeros.
+                    let mut b = d.buf;
+                    b[d.len..usize::try_from(l).unwrap_or(0)].fill(0);
+                    if let Some((_, _, old)) = self.cur.replace((o, l, b)) {
+                        self.pool.give(old);
+                    }
                     self.read_ahead()?;
                 }
                 _ => return Ok(false),
             }
         }
-        let Some((o, b)) = &self.cur else {
+        let Some((o, _, b)) = &self.cur else {
             return Ok(false);
         };
         let at = usize::try_from(offset - o).unwrap_or(0);
@@ -125,8 +134,9 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
         Ok(true)
     }
 
-    fn room(&mut self) -> io::Result<()> {
-        while self.aio.full() || (self.aio.len() > 0 && self.bytes >= super::IN_FLIGHT_BYTES) {
+    /// Wait for writes until one more of `len` bytes may go out.
+    fn room(&mut self, len: u64) -> io::Result<()> {
+        while self.aio.full() || (self.aio.len() > 0 && !self.pool.room(len)) {
             self.complete_one()?;
         }
         Ok(())
@@ -155,14 +165,14 @@ impl BlockSource for ClusterDev<'_, '_> {
         let n = usize::try_from(self.size - offset)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        let b = self.spare.pop().unwrap_or_default();
+        let b = self.pool.take(n);
         self.aio.read(offset, n, b)?;
         let done = self
             .aio
             .next()
             .unwrap_or_else(|| Err(io::Error::other("read lost")))?;
         buf[..n].copy_from_slice(&done.buf[..n]);
-        self.spare.push(done.buf);
+        self.pool.give(done.buf);
         Ok(())
     }
 }
@@ -179,12 +189,10 @@ impl BlockSink for ClusterDev<'_, '_> {
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.room()?;
-        let mut b = self.spare.pop().unwrap_or_default();
-        b.clear();
-        b.extend_from_slice(data);
-        self.aio.write(offset, b)?;
-        self.bytes += data.len() as u64;
+        self.room(data.len() as u64)?;
+        let mut b = self.pool.take(data.len());
+        b[..data.len()].copy_from_slice(data);
+        self.aio.write(offset, data.len(), b)?;
         Ok(())
     }
     fn write_zeroes(&mut self, offset: u64, len: u64) -> io::Result<()> {
@@ -192,7 +200,7 @@ impl BlockSink for ClusterDev<'_, '_> {
         let mut o = offset;
         while o < end {
             let n = (end - o).min(ZERO_PIECE);
-            self.room()?;
+            self.room(0)?;
             self.aio.write_zeroes(o, n)?;
             o += n;
         }
