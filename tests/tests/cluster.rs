@@ -1293,8 +1293,13 @@ fn dr_between_two_clusters() {
     shell(&d, &full, &env);
     assert!(same(&name, "mon"), "DR copy at mon");
     vm_writes(&d, None, &src);
-    shell(&d, &inc, &env);
+    let o = shell(&d, &inc, &env);
     assert!(same(&name, "tue"), "DR copy at tue");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the base could not be checked before writing; stream verified"),
+        "the import from the pipe does not say what it checked: {err}"
+    );
     dr_refusals(&d, &b, &src, &env);
     // rbd's diffs from cluster A, imported by rbdiff into cluster B
     let mix = fresh_name("mix");

@@ -145,6 +145,15 @@ fn note(line: &str) {
     eprintln!("rbdiff: {line}");
 }
 
+/// Said when the integrity data came after the data (a pipe without a
+/// sidecar): the stream was verified, the base could not be.
+pub fn note_late_integrity(path: &str) {
+    note(&format!(
+        "{path} carries integrity data after its data (read from a pipe): \
+         the base could not be checked before writing; stream verified, checking the result"
+    ));
+}
+
 /// The stream's fault as a failure.
 fn stream_fault(path: &str, f: &StreamFault) -> Fail {
     Fail::new(
@@ -701,11 +710,7 @@ fn verify_end(
     }
     match eng.end_stream() {
         Err(f) => return Err(stream_fault(&r.path, &f)),
-        Ok(Some((_, true))) => note(&format!(
-            "{} carries integrity data after its data (read from a pipe): \
-             the base could not be checked before writing; stream verified, checking the result",
-            r.path
-        )),
+        Ok(Some((_, true))) => note_late_integrity(&r.path),
         Ok(_) => {}
     }
     if r.verify {

@@ -428,8 +428,12 @@ fn finish<R: Read>(
         eng.read_trailing(reader.into_inner())
             .map_err(|e| failed(Fail::io("rbd: error reading diff", &e)))?;
     }
-    eng.end_stream()
+    let seen = eng
+        .end_stream()
         .map_err(|f| import_fail(r.path, ImportError::Stream(f)))?;
+    if let Some((_, true)) = seen {
+        crate::cmd::import_diff::note_late_integrity(r.path);
+    }
     eng.check_result(dev, &mut AheadChecker, 0)
         .map_err(|e| import_fail(r.path, e))?;
     let undo = eng.take_undo();
