@@ -200,6 +200,16 @@ fn s(x: &str) -> V {
 }
 
 impl ImageInfo {
+    /// The lines after the flags that appear only when known.
+    fn optional(&self) -> [(&'static str, &Option<String>); 4] {
+        [
+            ("group", &self.group),
+            ("create_timestamp", &self.create_timestamp),
+            ("access_timestamp", &self.access_timestamp),
+            ("modify_timestamp", &self.modify_timestamp),
+        ]
+    }
+
     fn mirror_shown(&self) -> Option<&Mirroring> {
         self.mirroring
             .as_ref()
@@ -234,13 +244,7 @@ impl ImageInfo {
             );
             line("flags", &names(FLAGS, self.flags).join(", "));
         }
-        let opt = [
-            ("group", &self.group),
-            ("create_timestamp", &self.create_timestamp),
-            ("access_timestamp", &self.access_timestamp),
-            ("modify_timestamp", &self.modify_timestamp),
-        ];
-        for (k, v) in opt {
+        for (k, v) in self.optional() {
             if let Some(v) = v {
                 line(k, v);
             }
@@ -309,13 +313,7 @@ impl ImageInfo {
             t.push(("op_features", V::A(names(OP_FEATURES, self.op_features))));
             t.push(("flags", V::A(names(FLAGS, self.flags))));
         }
-        let opt = [
-            ("group", &self.group),
-            ("create_timestamp", &self.create_timestamp),
-            ("access_timestamp", &self.access_timestamp),
-            ("modify_timestamp", &self.modify_timestamp),
-        ];
-        for (k, v) in opt {
+        for (k, v) in self.optional() {
             if let Some(v) = v {
                 t.push((k, s(v)));
             }
@@ -369,7 +367,7 @@ impl ImageInfo {
 }
 
 /// Ceph's JSON string escaping: `"`, `\`, newline and tab by letter, other
-/// control characters as `\u00XX`.
+/// control characters (and DEL) as `\u00XX`; everything else as is.
 pub fn json_str(x: &str) -> String {
     let mut o = String::with_capacity(x.len() + 2);
     o.push('"');

@@ -2,6 +2,7 @@
 //! beyond what the export and import paths need.
 
 use super::{Image, IoCtx, check, cstr, ffi};
+use rbdiff::info::Parent;
 use std::ffi::{CStr, c_char, c_int};
 use std::io;
 use std::ptr;
@@ -40,17 +41,6 @@ pub struct Layout {
     pub obj_size: u64,
     pub num_objs: u64,
     pub order: u32,
-}
-
-/// A clone's parent (`rbd_get_parent`).
-#[derive(Clone, Debug, Default)]
-pub struct ParentSpec {
-    pub pool: String,
-    pub namespace: String,
-    pub image: String,
-    pub id: String,
-    pub snapshot: String,
-    pub trash: bool,
 }
 
 /// An image's mirroring: mode (0 journal, 1 snapshot), state (0
@@ -201,8 +191,8 @@ impl Image<'_> {
         Ok(out)
     }
 
-    /// The parent of a clone (`None`: not a clone).
-    pub fn parent(&self) -> io::Result<Option<ParentSpec>> {
+    /// The parent of a clone (`None`: not a clone), with its overlap.
+    pub fn parent(&self) -> io::Result<Option<Parent>> {
         // SAFETY: plain old data (null pointers, zeroes).
         let mut img: ffi::LinkedImageSpec = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -213,20 +203,27 @@ impl Image<'_> {
             return Ok(None);
         }
         check(r)?;
-        let p = ParentSpec {
+        let p = Parent {
             pool: owned(img.pool_name),
             namespace: owned(img.pool_namespace),
             image: owned(img.image_name),
             id: owned(img.image_id),
             snapshot: owned(snap.name),
             trash: img.trash,
+            overlap: 0,
         };
         // SAFETY: filled by librbd above, freed once.
         unsafe {
             ffi::rbd_linked_image_spec_cleanup(&mut img);
             ffi::rbd_snap_spec_cleanup(&mut snap);
         }
-        Ok((!p.image.is_empty()).then_some(p))
+        if p.image.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Parent {
+            overlap: self.overlap()?,
+            ..p
+        }))
     }
 
     /// The image's group: (name, pool id), or `None`.

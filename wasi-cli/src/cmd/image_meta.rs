@@ -5,6 +5,7 @@
 use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
 use crate::store::{Image, Spec, Store};
 use clap::Subcommand;
+use rbdiff::info::json_str;
 use std::io::Write;
 
 const EXAMPLES: &str = "\
@@ -299,25 +300,6 @@ fn table(pairs: &[(String, String)]) -> String {
         s.push('\n');
     }
     s
-}
-
-/// Ceph's JSON string escaping: `"`, `\`, newline and tab by letter, other
-/// control bytes (and DEL) as `\u00XX`; everything else as is.
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\x7f' => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 fn json(pairs: &[(String, String)], pretty: bool) -> String {

@@ -4,7 +4,7 @@
 use super::{connect, fail, ioctx, open};
 use crate::ceph::{Image, IoCtx, local_time};
 use crate::cluster::Spec;
-use rbdiff::info::{ImageInfo, Mirroring, Parent};
+use rbdiff::info::{ImageInfo, Mirroring};
 use std::io::{self, Write};
 
 /// The pool name rbd shows for a pool id of this cluster.
@@ -42,18 +42,6 @@ fn gather(
     let protected = snap.map(|s| img.snap_is_protected(s)).transpose()?;
     let limit = img.snap_limit()?;
     let [create, access, modify] = img.timestamps()?;
-    let parent = match img.parent()? {
-        Some(p) => Some(Parent {
-            pool: p.pool,
-            namespace: p.namespace,
-            image: p.image,
-            id: p.id,
-            snapshot: p.snapshot,
-            trash: p.trash,
-            overlap: img.overlap()?,
-        }),
-        None => None,
-    };
     let mirroring = if old_format {
         None
     } else {
@@ -91,7 +79,7 @@ fn gather(
         modify_timestamp: when(modify),
         protected,
         snapshot_limit: (limit < u64::MAX).then_some(limit),
-        parent,
+        parent: img.parent()?,
         stripe_unit: st.stripe_unit,
         stripe_count: st.stripe_count,
         mirroring,
