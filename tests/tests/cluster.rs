@@ -541,7 +541,14 @@ fn shell(dir: &Path, script: &str, env: &[(&str, &str)]) -> Output {
 
 /// Create pool `pool` (size 1) for rbd, if it is not there yet.
 fn rbd_pool(dir: &Path, pool: &str) {
-    let ceph = |args: &[&str]| run(Path::new("ceph"), dir, args);
+    rbd_pool_on(dir, None, pool);
+}
+
+/// Create pool `pool` (size 1) for rbd on the cluster of `conf` (default:
+/// $CEPH_CONF), if it is not there yet.
+fn rbd_pool_on(dir: &Path, conf: Option<&str>, pool: &str) {
+    let on: Vec<&str> = conf.map_or(vec![], |c| vec!["-c", c]);
+    let ceph = |args: &[&str]| run(Path::new("ceph"), dir, &[&on[..], args].concat());
     let _ = ceph(&["osd", "pool", "create", pool, "8", "8"]);
     let _ = ceph(&[
         "osd",
@@ -552,7 +559,11 @@ fn rbd_pool(dir: &Path, pool: &str) {
         "1",
         "--yes-i-really-mean-it",
     ]);
-    let _ = run(Path::new("rbd"), dir, &["pool", "init", pool]);
+    let _ = run(
+        Path::new("rbd"),
+        dir,
+        &[&on[..], &["pool", "init", pool]].concat(),
+    );
 }
 
 #[test]
@@ -1030,10 +1041,15 @@ fn auth_id_keyring_cluster_and_spec() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A wrong key, an unknown id, an id missing from the keyring: rbd's
-/// message and exit code, quickly, and nothing written.
+/// A wrong key, an unknown id, an id missing from the keyring, a pool
+/// outside the user's caps: rbd's message and exit code, quickly, and
+/// nothing written.
 fn auth_errors(d: &Path, a: &Auth, src: &str) {
     let c = a.conf.as_str();
+    rbd_pool_on(d, Some(c), "rbdiff-nocaps");
+    let other = format!("rbdiff-nocaps/{}", fresh_name("nocaps"));
+    rbd(d, &["-c", c, "create", "--size", "1M", &other]);
+    let cother = format!("rbd:{other}");
     std::fs::write(
         d.join("wrong.keyring"),
         format!(
@@ -1047,10 +1063,16 @@ fn auth_errors(d: &Path, a: &Auth, src: &str) {
     let wrong = ["-c", c, "--id", &a.user, "--keyring", "wrong.keyring"];
     let nobody = ["-c", c, "--id", "nobody"];
     let nobody_k = ["-c", c, "--id", "nobody", "--keyring", &a.keyring];
+    let who = ["-c", c, "--id", &a.user, "--keyring", &a.keyring];
     fn ed(spec: &str) -> Vec<&str> {
         vec!["export-diff", spec, "o"]
     }
-    let cases: [(&str, Vec<&str>, Vec<&str>); 5] = [
+    let cases: [(&str, Vec<&str>, Vec<&str>); 6] = [
+        (
+            "a pool outside the caps",
+            [&who[..], &ed(&other)].concat(),
+            [&who[..], &ed(&cother)].concat(),
+        ),
         (
             "wrong key",
             [&wrong[..], &ed(src)].concat(),
