@@ -289,4 +289,45 @@ fn help(c: &Cli) {
     assert!(o.text().contains("--pretty-format") && o.text().contains("Examples:"));
 }
 
-both!(list_formats, escaping, errors, export_v2_round_trip, help);
+/// A cluster image (`rbd:...`) in a build without the `librbd` feature
+/// (this one, and WASI): a clear error naming the image, rc 95, for
+/// `image-meta`, `info` and `export-diff --dry-run`; their help shows a
+/// cluster example.
+fn cluster_images_need_librbd(c: &Cli) {
+    for args in [
+        &["image-meta", "list", "rbd:rbd/vm1"][..],
+        &["image-meta", "set", "rbd:rbd/vm1", "k", "v"],
+        &["info", "--format", "json", "rbd:rbd/vm1@s1"],
+        &["export-diff", "--dry-run", "rbd:rbd/vm1@s1"],
+    ] {
+        let o = c.run(args);
+        assert_eq!(o.code, 95, "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("rbd/vm1: cluster images need") && o.stderr.contains("librbd"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    for (cmd, example) in [
+        (&["info", "--help"][..], "rbdiff info rbd:rbd/vm1@s1"),
+        (
+            &["image-meta", "--help"],
+            "image-meta list --format json rbd:rbd/vm1",
+        ),
+        (
+            &["export-diff", "--help"],
+            "--dry-run --from-snap mon rbd:rbd/vm1@tue",
+        ),
+    ] {
+        assert!(c.ok(cmd).text().contains(example), "{cmd:?}");
+    }
+}
+
+both!(
+    list_formats,
+    escaping,
+    errors,
+    export_v2_round_trip,
+    help,
+    cluster_images_need_librbd
+);
