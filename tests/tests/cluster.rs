@@ -1012,6 +1012,33 @@ fn auth_id_keyring_cluster_and_spec() {
         .unwrap();
     ok(&o, "rbdiff --cluster site-b --user");
     same_files(&d, "want", "named", "--cluster --user");
+    // CEPH_ARGS, as rbd reads it: the early --name/--id, and options
+    let with_args = |prog: &Path, args: &[&str], ceph_args: &str| {
+        Command::new(prog)
+            .current_dir(&d)
+            .env("CEPH_ARGS", ceph_args)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = with_args(
+        bin(),
+        &[&["-c", c][..], &inc, &[cs2.as_str(), "envargs"]].concat(),
+        &format!("--name client.{} --keyring {}", a.user, a.keyring),
+    );
+    ok(&o, "rbdiff with CEPH_ARGS");
+    same_files(&d, "want", "envargs", "CEPH_ARGS");
+    let nobody = |prog: &Path, spec: &str| {
+        with_args(prog, &["-c", c, "export-diff", spec, "o"], "--id nobody")
+    };
+    let (want, got) = (nobody(Path::new("rbd"), &s2), nobody(bin(), &cs2));
+    assert!(!want.status.success(), "rbd ignored CEPH_ARGS' --id");
+    assert_eq!(
+        got.status.code(),
+        want.status.code(),
+        "CEPH_ARGS=--id nobody"
+    );
+    assert_eq!(last_err(&got), last_err(&want), "CEPH_ARGS=--id nobody");
     // writes as the restricted user, both spellings
     let copy = format!("rbd/{}", fresh_name("authcopy"));
     rbd(&d, &["-c", c, "create", "--size", "1M", &copy]);

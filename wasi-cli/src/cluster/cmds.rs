@@ -19,13 +19,15 @@ pub fn fail(what: &str, e: &io::Error) -> Fail {
 }
 
 /// Connect to the cluster of `spec` (its `conf=`/`id=`, else the global
-/// flags, else Ceph's defaults), waiting at most `--cluster-timeout`.
+/// flags, else `CEPH_ARGS`, else Ceph's defaults), waiting at most
+/// `--cluster-timeout`.
 pub fn connect(spec: &Spec) -> Result<Rados, Fail> {
     let f = flags();
+    let env = super::EarlyArgs::from_env();
     let opts = ConnectOpts {
-        cluster: f.cluster.clone(),
-        id: spec.id.clone().or(f.id.clone()),
-        conf: spec.conf.clone().or(f.conf.clone()),
+        cluster: f.cluster.clone().or(env.cluster),
+        id: spec.id.clone().or(f.id.clone()).or(env.id),
+        conf: spec.conf.clone().or(f.conf.clone()).or(env.conf),
         keyring: f.keyring.clone(),
         timeout: f.cluster_timeout,
         osd_timeout: f.osd_timeout,

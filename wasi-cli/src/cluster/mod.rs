@@ -57,6 +57,60 @@ pub fn flags() -> ClusterFlags {
     })
 }
 
+/// What rbd takes from `CEPH_ARGS` before its command line (Ceph's early
+/// arguments `--id`/`-i`, `--name`/`-n client.ID`, `--cluster`,
+/// `--conf`/`-c`; librados reads only configuration options there, such
+/// as `--keyring`). The command line and the spec win over them.
+#[cfg(any(test, feature = "librbd"))]
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EarlyArgs {
+    pub id: Option<String>,
+    pub cluster: Option<String>,
+    pub conf: Option<String>,
+}
+
+#[cfg(any(test, feature = "librbd"))]
+impl EarlyArgs {
+    /// `$CEPH_ARGS`, parsed.
+    #[cfg(feature = "librbd")]
+    pub fn from_env() -> EarlyArgs {
+        std::env::var("CEPH_ARGS").map_or_else(|_| EarlyArgs::default(), |s| Self::parse(&s))
+    }
+
+    /// Words separated by white space, as Ceph splits `CEPH_ARGS`; a later
+    /// value replaces an earlier one.
+    pub fn parse(s: &str) -> EarlyArgs {
+        let mut out = EarlyArgs::default();
+        let mut words = s.split_whitespace();
+        while let Some(w) = words.next() {
+            let (key, inline) = match w.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k, Some(v)),
+                _ => (w, None),
+            };
+            if !matches!(
+                key,
+                "--id" | "-i" | "--name" | "-n" | "--cluster" | "--conf" | "-c"
+            ) {
+                continue;
+            }
+            let Some(v) = inline.or_else(|| words.next()) else {
+                break;
+            };
+            match key {
+                "--id" | "-i" => out.id = Some(v.into()),
+                "--name" | "-n" => {
+                    if let Some(id) = v.strip_prefix("client.") {
+                        out.id = Some(id.into());
+                    }
+                }
+                "--cluster" => out.cluster = Some(v.into()),
+                _ => out.conf = Some(v.into()),
+            }
+        }
+        out
+    }
+}
+
 /// A parsed `rbd:` image spec.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Spec {
@@ -179,6 +233,23 @@ pub fn unsupported(arg: &str) -> Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ceph_args() {
+        let e = EarlyArgs::parse(
+            "--keyring /k --id=a -n client.b --name osd.0 --cluster x -c /c.conf --conf=/d.conf",
+        );
+        assert_eq!(
+            e,
+            EarlyArgs {
+                id: Some("b".into()),
+                cluster: Some("x".into()),
+                conf: Some("/d.conf".into()),
+            }
+        );
+        assert_eq!(EarlyArgs::parse("-i c --id").id.as_deref(), Some("c"));
+        assert_eq!(EarlyArgs::parse(""), EarlyArgs::default());
+    }
 
     #[test]
     fn specs() {
