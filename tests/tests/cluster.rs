@@ -1439,7 +1439,8 @@ fn info_equals_rbd() {
     }
     assert!(shown >= 2, "the workload has {shown} images");
     // What the workload lacks: a data pool, a namespace, a clone in it with
-    // a snapshot limit and a group, journaling, mirroring (both modes).
+    // a snapshot limit and a group, journaling, mirroring (both modes), a
+    // clone whose parent is in the trash, invalid object map flags.
     let pool = fresh_name("infodp");
     let ns = fresh_name("ns");
     sh(
@@ -1462,7 +1463,13 @@ fn info_equals_rbd() {
              rbd create --size 1M {pool}/ms
              rbd mirror image enable {pool}/ms snapshot
              rbd create --size 1M --image-feature exclusive-lock,journaling {pool}/mj
-             rbd mirror image enable {pool}/mj journal"
+             rbd mirror image enable {pool}/mj journal
+             rbd create --size 2M rbd/{ns}/tp
+             rbd snap create --no-progress rbd/{ns}/tp@s
+             rbd clone --rbd-default-clone-format 2 rbd/{ns}/tp@s rbd/{ns}/tc
+             rbd trash mv rbd/{ns}/tp
+             rbd create --size 1M --image-feature layering,exclusive-lock {pool}/fl
+             rbd feature enable {pool}/fl object-map fast-diff"
         ),
     );
     for spec in [
@@ -1472,11 +1479,25 @@ fn info_equals_rbd() {
         format!("{pool}/j"),
         format!("{pool}/ms"),
         format!("{pool}/mj"),
+        format!("rbd/{ns}/tc"),
+        format!("{pool}/fl"),
     ] {
         same_info(&d, &spec);
     }
-    let plain =
-        String::from_utf8(rbdiff(&d, &["info", &format!("rbd:rbd/{ns}/dc")]).stdout).expect("utf8");
+    let show = |spec: &str| {
+        String::from_utf8(rbdiff(&d, &["info", &format!("rbd:{spec}")]).stdout).expect("utf8")
+    };
+    let tc = show(&format!("rbd/{ns}/tc"));
+    assert!(
+        tc.contains(" (trash ") && tc.contains("\top_features: clone-child\n"),
+        "{tc}"
+    );
+    let fl = show(&format!("{pool}/fl"));
+    assert!(
+        fl.contains("\tflags: object map invalid, fast diff invalid\n"),
+        "{fl}"
+    );
+    let plain = show(&format!("rbd/{ns}/dc"));
     for line in [
         format!("\tgroup: rbd/{ns}/g\n"),
         "\tsnapshot_limit: 7\n".to_string(),
@@ -1484,7 +1505,7 @@ fn info_equals_rbd() {
     ] {
         assert!(plain.contains(&line), "{line:?} missing:\n{plain}");
     }
-    let j = String::from_utf8(rbdiff(&d, &["info", &format!("rbd:{pool}/ms")]).stdout).unwrap();
+    let j = show(&format!("{pool}/ms"));
     assert!(j.contains("\tmirroring mode: snapshot\n"), "{j}");
     // Missing pool, image, snapshot: rbd's message and exit code.
     let (img, _) = &workload().images[0];
