@@ -5,7 +5,7 @@
 use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
 use crate::store::{Image, Spec, Store};
 use clap::Subcommand;
-use rbdiff::info::json_str;
+use rbdiff::image_meta::render_list as render;
 use std::io::Write;
 
 const EXAMPLES: &str = "\
@@ -257,96 +257,6 @@ fn pairs(img: &Image) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// `list`'s output as rbd prints it: a count line and a table, or JSON /
-/// XML objects keyed by the metadata keys (nothing at all when there are
-/// none).
-pub(crate) fn render(pairs: &[(String, String)], format: &str, pretty: bool) -> String {
-    let n = pairs.len();
-    match format {
-        "json" | "xml" if n == 0 => String::new(),
-        "json" => json(pairs, pretty),
-        "xml" => xml(pairs, pretty),
-        _ => {
-            let mut s = format!(
-                "There {} {n} {} on this image{}\n",
-                if n == 1 { "is" } else { "are" },
-                if n == 1 { "metadatum" } else { "metadata" },
-                if n == 0 { "." } else { ":" }
-            );
-            if n > 0 {
-                s.push('\n');
-                s.push_str(&table(pairs));
-            }
-            s
-        }
-    }
-}
-
-/// Ceph's TextTable of two left-aligned columns: each as wide as its
-/// longest cell (in bytes), two spaces between them.
-fn table(pairs: &[(String, String)]) -> String {
-    let kw = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0).max(3);
-    let vw = pairs.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(5);
-    let mut s = String::new();
-    for (k, v) in
-        std::iter::once(("Key", "Value")).chain(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    {
-        s.push_str(k);
-        s.push_str(&" ".repeat(kw - k.len() + 2));
-        s.push_str(v);
-        s.push_str(&" ".repeat(vw - v.len()));
-        s.push('\n');
-    }
-    s
-}
-
-fn json(pairs: &[(String, String)], pretty: bool) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| {
-            let sep = if pretty { ": " } else { ":" };
-            format!("{}{sep}{}", json_str(k), json_str(v))
-        })
-        .collect();
-    if pretty {
-        format!("{{\n    {}\n}}\n", items.join(",\n    "))
-    } else {
-        format!("{{{}}}\n", items.join(","))
-    }
-}
-
-/// Ceph's XML text escaping (element names are written as they are, but
-/// for spaces, which become `_`).
-fn xml_text(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if ((c as u32) < 0x20 && c != '\n' && c != '\t') || c == '\x7f' => {
-                o.push_str(&format!("&#x{:02x};", c as u32));
-            }
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-fn xml(pairs: &[(String, String)], pretty: bool) -> String {
-    let (nl, ind) = if pretty { ("\n", " ") } else { ("", "") };
-    let mut s = format!("<metadatas>{nl}");
-    for (k, v) in pairs {
-        let k = k.replace(' ', "_");
-        s.push_str(&format!("{ind}<{k}>{}</{k}>{nl}", xml_text(v)));
-    }
-    s.push_str("</metadatas>\n");
-    s.push_str(nl);
-    s
 }
 
 /// `image-meta` of a cluster image (`rbd:pool[/namespace]/image`).

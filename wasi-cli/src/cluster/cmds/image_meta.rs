@@ -4,8 +4,9 @@
 
 use super::{connect, errno, ioctx, open};
 use crate::cluster::Spec;
-use crate::cmd::image_meta::{failed, render};
+use crate::cmd::image_meta::failed;
 use crate::errors::{ENOENT, errstr};
+use rbdiff::image_meta::render_list as render;
 use std::io::Write;
 
 /// What to do.
