@@ -193,7 +193,7 @@ def cold_table(r, a):
     log("diff --from-snap a full@b")
     t, rb, err = cold(r, "native", ["diff", "--from-snap", "a", "full@b"])
     rows.append(("native, map: diff --from-snap a full@b", t, rb, err))
-    assert len(m) > changed and len(s) == len(m), "the same change: diffs of the same length"
+    assert len(m) > changed and len(s) == len(m), f"the same change: diffs of the same length ({len(m)}, {len(s)})"
 
     print(f"changed: {fmt_b(changed)} (10 x 4 MiB objects); cold page cache; goal: "
           f"reads <= 3x changed = {fmt_b(3 * changed)}\n")
