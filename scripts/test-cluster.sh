@@ -2,8 +2,8 @@
 # rbdiff against real rbd on a throw-away single-node Ceph cluster: installs
 # the Debian packages (idempotent), builds rbdiff with the 'librbd' feature,
 # starts two clusters (scripts/ceph-cluster.sh; the second with cephx), runs
-# tests/tests/cluster.rs and stops exactly the daemons it started. Fails when the cluster cannot
-# start: these tests are never skipped.
+# tests/tests/cluster.rs and stops exactly the daemons it started. Fails when
+# a cluster cannot start: these tests are never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
