@@ -1346,30 +1346,37 @@ fn dr_between_two_clusters() {
         "the import from the pipe does not say what it checked: {err}"
     );
     dr_refusals(&d, &b, &src, &env);
-    // rbd's diffs from cluster A, imported by rbdiff into cluster B
-    let mix = fresh_name("mix");
-    rbd(
-        &d,
-        &[
-            "-c",
-            &b.conf,
-            "create",
-            "--size",
-            "1M",
-            &format!("rbd/{mix}"),
-        ],
-    );
-    for from in ["", "--from-snap mon "] {
-        let snap = if from.is_empty() { "mon" } else { "tue" };
-        shell(
+    // Mixed: rbd's diffs from cluster A imported by rbdiff into cluster B,
+    // and rbdiff's sealed diffs imported by rbd (it stops at the 'e').
+    let c = b.conf.as_str();
+    let pipes = [
+        (
+            "rbd export-diff --no-progress",
+            src.clone(),
+            format!("rbdiff import-diff --no-progress - rbd:rbd/MIX:conf={c}"),
+        ),
+        (
+            "rbdiff export-diff --no-progress --integrity",
+            format!("rbd:{src}"),
+            format!("rbd -c {c} import-diff --no-progress - rbd/MIX"),
+        ),
+    ];
+    for (export, from_spec, import) in pipes {
+        let mix = fresh_name("mix");
+        rbd(
             &d,
-            &format!(
-                "rbd export-diff --no-progress {from}{src}@{snap} - | rbdiff import-diff --no-progress - rbd:rbd/{mix}:conf={}",
-                b.conf
-            ),
-            &env,
+            &["-c", c, "create", "--size", "1M", &format!("rbd/{mix}")],
         );
-        assert!(same(&mix, snap), "rbd -> rbdiff across clusters at {snap}");
+        for from in ["", "--from-snap mon "] {
+            let snap = if from.is_empty() { "mon" } else { "tue" };
+            let import = import.replace("MIX", &mix);
+            shell(
+                &d,
+                &format!("{export} {from}{from_spec}@{snap} - | {import}"),
+                &env,
+            );
+            assert!(same(&mix, snap), "{export} | {import}: at {snap}");
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }
