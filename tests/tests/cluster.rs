@@ -1148,17 +1148,19 @@ fn namespaces_as_rbd() {
             let spec = at(&img, s.map(String::as_str));
             let cspec = format!("rbd:{spec}");
             let from = prev.map_or(vec![], |p| vec!["--from-snap", p.as_str()]);
-            let ed = [&["export-diff", "--no-progress"][..], &from].concat();
-            rbd(&d, &[&ed[..], &[spec.as_str(), "a"]].concat());
-            rbdiff(&d, &[&ed[..], &[cspec.as_str(), "b"]].concat());
-            same_files(&d, "a", "b", &format!("export-diff {from:?} {spec}"));
-            for f in ["a", "b"] {
-                std::fs::remove_file(d.join(f)).unwrap();
+            for whole in [&[][..], &["--whole-object"]] {
+                let ed = [&["export-diff", "--no-progress"][..], whole, &from].concat();
+                rbd(&d, &[&ed[..], &[spec.as_str(), "a"]].concat());
+                rbdiff(&d, &[&ed[..], &[cspec.as_str(), "b"]].concat());
+                same_files(&d, "a", "b", &format!("{ed:?} {spec}"));
+                for f in ["a", "b"] {
+                    std::fs::remove_file(d.join(f)).unwrap();
+                }
+                let df = [&["diff", "--format", "json"][..], whole, &from].concat();
+                let want = rbd(&d, &[&df[..], &[spec.as_str()]].concat()).stdout;
+                let got = rbdiff(&d, &[&df[..], &[cspec.as_str()]].concat()).stdout;
+                assert!(want == got, "{df:?} {spec}");
             }
-            let df = [&["diff", "--format", "json"][..], &from].concat();
-            let want = rbd(&d, &[&df[..], &[spec.as_str()]].concat()).stdout;
-            let got = rbdiff(&d, &[&df[..], &[cspec.as_str()]].concat()).stdout;
-            assert!(want == got, "diff {from:?} {spec}");
             prev = s;
         }
         let diffs = chain(&d, &img, snaps, "rbd");
