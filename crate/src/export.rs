@@ -3,11 +3,10 @@
 //! ([`export_diff`]), optionally with its integrity data
 //! ([`export_diff_sealed`], hashing hooks in [`ExportHooks`]).
 
-use crate::block::{BlockSource, is_zero, same_bytes, usize_of};
+use crate::block::{AlignedBuf, BlockSource, is_zero, same_bytes, usize_of};
 use crate::encode::{DiffHeader, EncodeError, Encoder, Sink};
 use crate::format::Format;
 use crate::integrity::{Checksum, HashingSink, Manifest, TAG_CHECKSUM, TAG_HASHES};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -234,7 +233,7 @@ pub trait ExportHooks<S: Sink> {
     /// `base` are the buffers it was read into (`base` is empty when
     /// diffing from zeros): a hook may swap them for buffers of the same
     /// lengths, to look at them on another thread.
-    fn object_done(&mut self, to: &mut Vec<u8>, base: &mut Vec<u8>, enc: &mut Encoder<S>) {
+    fn object_done(&mut self, to: &mut AlignedBuf, base: &mut AlignedBuf, enc: &mut Encoder<S>) {
         let _ = (to, base, enc);
     }
 }
@@ -349,12 +348,8 @@ where
     }
     enc.header(&h).map_err(ExportError::Write)?;
     let mut from = from;
-    let mut tbuf = vec![0u8; obj];
-    let mut fbuf = if from.is_some() {
-        vec![0u8; obj]
-    } else {
-        Vec::new()
-    };
+    let mut tbuf = AlignedBuf::zeroed(obj);
+    let mut fbuf = AlignedBuf::zeroed(if from.is_some() { obj } else { 0 });
     let mut runs = Vec::new();
     let mut stats = ExportStats::default();
     let mut start = 0u64;

@@ -21,7 +21,7 @@
 //! read only those objects. [`build`] makes a map from the contents (rbd's
 //! `object-map rebuild`) and [`check`] verifies one against them.
 
-use crate::block::{BlockSource, is_zero};
+use crate::block::{AlignedBuf, BlockSource, is_zero};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -395,7 +395,7 @@ pub struct Hinted<S> {
     set: Option<ObjectSet>,
     order: u8,
     warmed: Option<u64>,
-    scratch: Vec<u8>,
+    scratch: AlignedBuf,
 }
 
 /// Piece size of [`Hinted`]'s backward reads.
@@ -410,7 +410,7 @@ impl<S: BlockSource> Hinted<S> {
             set,
             order,
             warmed: None,
-            scratch: Vec::new(),
+            scratch: AlignedBuf::default(),
         }
     }
 
@@ -424,7 +424,7 @@ impl<S: BlockSource> Hinted<S> {
         let start = k << self.order;
         let mut p = (start + (1 << self.order)).min(self.inner.size());
         if self.scratch.is_empty() {
-            self.scratch = vec![0; WARM_PIECE];
+            self.scratch = AlignedBuf::zeroed(WARM_PIECE);
         }
         while p > start {
             let s = p.saturating_sub(WARM_PIECE as u64).max(start);
@@ -523,8 +523,8 @@ where
     };
     let mut prev = prev;
     let obj = 1u64 << order;
-    let mut a = vec![0u8; us(obj)];
-    let mut b = vec![0u8; if prev.is_some() { us(obj) } else { 0 }];
+    let mut a = AlignedBuf::zeroed(us(obj));
+    let mut b = AlignedBuf::zeroed(if prev.is_some() { us(obj) } else { 0 });
     let size = cur.size();
     for k in 0..count {
         let start = k << order;

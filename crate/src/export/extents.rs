@@ -5,6 +5,7 @@
 //! its bytes (zeros inside it included).
 
 use super::{ExportError, ExportHooks, ExportStats, Exported, hashing, is_zero, seal_end};
+use crate::block::AlignedBuf;
 use crate::encode::{DiffHeader, Encoder, Sink};
 use crate::integrity::{HashingSink, Manifest};
 use alloc::vec::Vec;
@@ -126,7 +127,7 @@ where
             stats.zeros += 1;
             stats.zero_bytes += x.len;
         }
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (AlignedBuf::default(), AlignedBuf::default());
         hooks.object_done(&mut a, &mut b, enc);
         progress(x.offset.saturating_add(x.len).min(size), size);
     }

@@ -17,10 +17,10 @@
 //! ([`HashingSink::payload_later`]) in order.
 
 use super::{Encoder, ExportHooks, Exported};
+use crate::block::AlignedBuf;
 use crate::encode::Sink;
 use crate::integrity::{Entry, Hasher, HashingSink, Manifest, ZeroHash, hash};
 #[cfg(feature = "std")]
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// The span of an object read so far, and its hashes when speculating.
@@ -120,7 +120,12 @@ impl<S: Sink> ExportHooks<HashingSink<S>> for Hooks<'_> {
         });
     }
 
-    fn object_done(&mut self, _: &mut Vec<u8>, _: &mut Vec<u8>, _: &mut Encoder<HashingSink<S>>) {
+    fn object_done(
+        &mut self,
+        _: &mut AlignedBuf,
+        _: &mut AlignedBuf,
+        _: &mut Encoder<HashingSink<S>>,
+    ) {
         // Objects with records tell whether the next ones are likely to be
         // rewritten through (one record over the whole span read).
         if self.records > 0 {
@@ -151,8 +156,8 @@ struct Rec {
 #[cfg(feature = "std")]
 #[derive(Debug, Default)]
 struct Job {
-    to: Vec<u8>,
-    base: Vec<u8>,
+    to: AlignedBuf,
+    base: AlignedBuf,
     /// Diffing from a base image (else from zeros).
     has_base: bool,
     recs: Vec<Rec>,
@@ -199,7 +204,7 @@ pub(super) struct ParHooks<'m> {
     /// Jobs sent and not back yet.
     in_flight: usize,
     /// A pair of buffers to export the next object into.
-    spare: Option<(Vec<u8>, Vec<u8>)>,
+    spare: Option<(AlignedBuf, AlignedBuf)>,
     /// A spare pair was allocated (one is enough: hashing an object is
     /// much quicker than reading the next one).
     allocated: bool,
@@ -301,8 +306,8 @@ impl<S: Sink> ExportHooks<HashingSink<S>> for ParHooks<'_> {
 
     fn object_done(
         &mut self,
-        to: &mut Vec<u8>,
-        base: &mut Vec<u8>,
+        to: &mut AlignedBuf,
+        base: &mut AlignedBuf,
         enc: &mut Encoder<HashingSink<S>>,
     ) {
         if self.job.recs.is_empty() {
@@ -312,7 +317,7 @@ impl<S: Sink> ExportHooks<HashingSink<S>> for ParHooks<'_> {
             Some(pair) => pair,
             None if !self.allocated => {
                 self.allocated = true;
-                (vec![0; to.len()], vec![0; base.len()])
+                (AlignedBuf::zeroed(to.len()), AlignedBuf::zeroed(base.len()))
             }
             None => {
                 self.receive(enc);
