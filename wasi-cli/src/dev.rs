@@ -176,7 +176,7 @@ pub fn sparse_copy(from: &mut Dev, out: File) -> io::Result<u64> {
     }
     let mut to = Dev::from_file(out)?;
     to.set_size(from.size())?;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = rbdiff::block::AlignedBuf::zeroed(CHUNK);
     let mut pos = 0u64;
     let mut copied = 0u64;
     while let Some((start, len)) = from.next_data(pos)? {

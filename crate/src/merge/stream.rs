@@ -2,9 +2,9 @@
 //! [`std::io::Write`], on top of [`PushMerge`].
 
 use super::push::{MergeErrorKind, MergeStreamError, Need, Phase, PushMerge};
+use crate::block::AlignedBuf;
 use crate::format::Format;
 use alloc::vec;
-use alloc::vec::Vec;
 use std::io::{self, Read, Write};
 
 /// Merge options.
@@ -84,13 +84,15 @@ impl std::error::Error for CopyError {}
 /// into a reusable 1 MiB buffer and writes that out (a skip reads and drops).
 #[derive(Debug, Default)]
 pub struct BufCopier {
-    buf: Vec<u8>,
+    buf: AlignedBuf,
 }
 
 impl BufCopier {
     /// A copier; its buffer is allocated on first use.
     pub fn new() -> Self {
-        BufCopier { buf: Vec::new() }
+        BufCopier {
+            buf: AlignedBuf::default(),
+        }
     }
 
     /// Moves up to `len` bytes from `r` to `w` (`emit`) or drops them;
@@ -103,7 +105,7 @@ impl BufCopier {
         emit: bool,
     ) -> Result<u64, CopyError> {
         if self.buf.is_empty() {
-            self.buf = vec![0; CHUNK];
+            self.buf = AlignedBuf::zeroed(CHUNK);
         }
         let mut done = 0u64;
         while done < len {

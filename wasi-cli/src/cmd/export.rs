@@ -64,7 +64,7 @@ fn err(code: i32) -> Fail {
 /// Copy `src` to `out`: holes skipped (seek) for files, zeros written to stdout.
 fn export_raw(src: &mut MapDev, out: &mut Output, prog: &mut Progress) -> std::io::Result<()> {
     let size = src.size();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = rbdiff::block::AlignedBuf::zeroed(CHUNK);
     let is_file = out.path().is_some();
     let zeros = vec![0u8; CHUNK];
     let mut pos = 0u64;
