@@ -105,7 +105,7 @@ pub fn snap_of<'a>(spec: &'a Spec, flag: Option<&'a str>) -> Result<Option<&'a s
 
 /// Pipelined reads of the extents a diff-iterate thread sends, in order,
 /// with up to the queue depth in flight and their buffers within
-/// [`pool::BUDGET`]: the crate's
+/// [`pool::BUDGET`] ([`pool::SEALED_BUDGET`] with the base's): the crate's
 /// [`ExtentSource`](rbdiff::export::ExtentSource).
 pub struct Extents<'a, 'io> {
     rx: std::sync::mpsc::Receiver<Extent>,
@@ -139,7 +139,10 @@ impl<'a, 'io> Extents<'a, 'io> {
             next: None,
             depth,
             done: false,
-            pool: pool::Pool::new(pool::BUDGET),
+            pool: pool::Pool::new(match base {
+                Some(_) => pool::SEALED_BUDGET,
+                None => pool::BUDGET,
+            }),
             cur: Vec::new(),
             cur_base: Vec::new(),
         }
