@@ -102,6 +102,32 @@ impl AlignedBuf {
         AlignedBuf { bytes, off }
     }
 
+    /// Keeps `self[tail]` (bytes read and not used yet) for the next read
+    /// into the buffer: moved so that it ends on a 64-byte boundary, so
+    /// the read after it lands aligned (a tail of a few bytes costs a
+    /// copy of a few bytes). The buffer grows to `grow_to` (or more) when
+    /// `need` bytes from the tail's start do not fit. Returns where the
+    /// tail now starts.
+    #[must_use]
+    pub fn keep_tail(
+        &mut self,
+        tail: core::ops::Range<usize>,
+        need: usize,
+        grow_to: usize,
+    ) -> usize {
+        let n = tail.len();
+        let at = (64 - n % 64) % 64;
+        let need = need.max(n);
+        if at + need > self.len() {
+            let mut grown = AlignedBuf::zeroed(grow_to.max(at + need));
+            grown[at..at + n].copy_from_slice(&self[tail]);
+            *self = grown;
+        } else if tail.start != at {
+            self.copy_within(tail, at);
+        }
+        at
+    }
+
     fn range(&self) -> core::ops::Range<usize> {
         let len = self.bytes.len().saturating_sub(63);
         usize::from(self.off)..usize::from(self.off) + len
@@ -331,5 +357,30 @@ mod tests {
             assert!(b.iter().all(|&x| x == 7));
         }
         assert!(AlignedBuf::default().is_empty());
+    }
+
+    #[test]
+    fn keep_tail_ends_aligned_and_keeps_the_bytes() {
+        // (buffer length, tail, need, grow_to)
+        for (len, tail, need, grow) in [
+            (1024, 1000..1010, 100, 2048),
+            (1024, 0..1024, 1025, 2048),
+            (1024, 64..128, 64, 0),
+            (1024, 5..5, 1, 0),
+            (256, 100..250, 4000, 0),
+            (4096, 3000..4096, 4096, 8192),
+        ] {
+            let mut b = AlignedBuf::zeroed(len);
+            for (x, v) in b.iter_mut().zip((0..=250u8).cycle()) {
+                *x = v;
+            }
+            let want = alloc::vec::Vec::from(&b[tail.clone()]);
+            let at = b.keep_tail(tail.clone(), need, grow);
+            let n = want.len();
+            assert_eq!(&b[at..at + n], &want[..], "{tail:?}");
+            assert_eq!((b.as_ptr() as usize + at + n) % 64, 0, "{tail:?}");
+            assert!(b.len() >= at + need.max(n), "{tail:?}");
+            assert!(at < 64);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! component both drive it.
 
 use super::{Action, MergeError, Merger, Record};
+use crate::block::AlignedBuf;
 use crate::decode::{Check, Config, Decoder, Event, FormatSet, Step};
 use crate::encode::{DiffHeader, Encoder};
 use crate::error::{DecodeError, ErrorKind, Expected};
@@ -220,7 +221,10 @@ struct Input {
     dec: Decoder,
     /// `buf[pos..end]` is pushed and not decoded yet; `buf[end..]` is
     /// scratch room kept between pushes (no reallocation, no re-zeroing).
-    buf: Vec<u8>,
+    /// 64-byte aligned, and `buf[..end]` kept ending aligned when
+    /// compacted, so a [`PushMerge::push_with`] read lands aligned (see
+    /// [`AlignedBuf`]).
+    buf: AlignedBuf,
     pos: usize,
     end: usize,
     eof: bool,
@@ -235,7 +239,7 @@ impl Input {
     fn new() -> Self {
         Input {
             dec: Decoder::new(input_config()),
-            buf: Vec::new(),
+            buf: AlignedBuf::default(),
             pos: 0,
             end: 0,
             eof: false,
@@ -248,20 +252,23 @@ impl Input {
 
     fn compact(&mut self) {
         if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.end -= self.pos;
-            self.pos = 0;
+            let n = self.end - self.pos;
+            self.pos = self.buf.keep_tail(self.pos..self.end, 0, 0);
+            self.end = self.pos + n;
         }
     }
 
     /// Room for `n` more bytes after the pushed ones.
     fn room(&mut self, n: usize) -> &mut [u8] {
         self.compact();
-        let want = self.end + n;
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
+        if self.buf.len() < self.end + n {
+            let kept = self.end - self.pos;
+            // A page of slack: the kept tail varies by a few bytes.
+            let grow = (self.end + n + 4096).next_multiple_of(4096);
+            self.pos = self.buf.keep_tail(self.pos..self.end, kept + n, grow);
+            self.end = self.pos + kept;
         }
-        &mut self.buf[self.end..want]
+        &mut self.buf[self.end..self.end + n]
     }
 
     fn fail(&self, i: usize, e: DecodeError) -> MergeStreamError {

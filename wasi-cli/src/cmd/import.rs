@@ -130,7 +130,7 @@ fn import_v1(
         let mut dev = img.open_head()?;
         let chunk = usize::try_from(img.meta.object_size()).unwrap_or(1 << 22);
         let sparse = usize::try_from(a.sparse_size).unwrap_or(usize::MAX);
-        let mut buf = vec![0u8; chunk];
+        let mut buf = rbdiff::block::AlignedBuf::zeroed(chunk);
         let mut pos = 0u64;
         loop {
             // fill a whole chunk (stdin gives short reads)

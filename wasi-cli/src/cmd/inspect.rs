@@ -75,7 +75,7 @@ pub fn summarize_with(
             v.event(off, ev, raw);
         }
     };
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = rbdiff::block::AlignedBuf::zeroed(1 << 20);
     let mut read = 0u64;
     let res = read_chunks(&mut *input, &mut buf, |chunk| {
         read += chunk.len() as u64;

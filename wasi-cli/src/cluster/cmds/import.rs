@@ -123,7 +123,7 @@ fn v1(r: &Req<'_>, io: &IoCtx<'_>, inp: &mut dyn Read, prog: &mut Progress) -> R
         .unwrap_or(4096)
         .clamp(512, 1 << 22);
     create_then(r, io, total.unwrap_or(0), &r.create, |dev, _| {
-        let mut buf = vec![0u8; 4 << 20];
+        let mut buf = rbdiff::block::AlignedBuf::zeroed(4 << 20);
         let mut at = 0u64;
         loop {
             let n = read_full(inp, &mut buf)
