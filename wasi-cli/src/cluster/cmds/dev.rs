@@ -14,6 +14,11 @@ use std::io;
 /// Zeroing is sent in pieces of at most this many bytes.
 const ZERO_PIECE: u64 = 1 << 30;
 
+/// A check's ranges longer than this are not read ahead (each would be one
+/// buffer of its length: a `z` record may span the whole image) but read
+/// as the check asks, 1 MiB at a time.
+const AHEAD_MAX: u64 = 8 << 20;
+
 /// An open cluster image (HEAD) the import engine reads and writes.
 pub struct ClusterDev<'a, 'io> {
     img: &'a Image<'io>,
@@ -90,6 +95,10 @@ impl<'a, 'io> ClusterDev<'a, 'io> {
             let Some(&(o, l)) = self.plan.front() else {
                 break;
             };
+            if l > AHEAD_MAX {
+                self.plan.pop_front();
+                continue;
+            }
             if !self.pool.room(l) {
                 break;
             }
