@@ -3,7 +3,7 @@
 //! crate's engines.
 
 use super::{Spec, flags};
-use crate::ceph::{Aio, ConnectOpts, Extent, Image, IoCtx, Rados};
+use crate::ceph::{Aio, AlignedBuf, ConnectOpts, Extent, Image, IoCtx, Rados};
 use crate::errors::{EINVAL, ENOENT, Fail, errstr, io_errno};
 use std::io;
 
@@ -118,8 +118,8 @@ pub struct Extents<'a, 'io> {
     done: bool,
     pool: pool::Pool,
     /// The buffers of the extent handed out last (new image, base).
-    cur: Vec<u8>,
-    cur_base: Vec<u8>,
+    cur: AlignedBuf,
+    cur_base: AlignedBuf,
 }
 
 impl<'a, 'io> Extents<'a, 'io> {
@@ -143,8 +143,8 @@ impl<'a, 'io> Extents<'a, 'io> {
                 Some(_) => pool::SEALED_BUDGET,
                 None => pool::BUDGET,
             }),
-            cur: Vec::new(),
-            cur_base: Vec::new(),
+            cur: AlignedBuf::default(),
+            cur_base: AlignedBuf::default(),
         }
     }
 
@@ -181,7 +181,7 @@ impl<'a, 'io> Extents<'a, 'io> {
     }
 }
 
-fn done_buf(a: &mut Aio<'_, '_>) -> io::Result<Vec<u8>> {
+fn done_buf(a: &mut Aio<'_, '_>) -> io::Result<AlignedBuf> {
     match a.next() {
         Some(r) => r.map(|d| d.buf),
         None => Err(io::Error::other("no read in flight")),

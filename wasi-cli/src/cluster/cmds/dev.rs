@@ -4,7 +4,7 @@
 //! first waits for them (so reads see every write before them).
 
 use super::pool::{BUDGET, Pool};
-use crate::ceph::{Aio, Image, Op};
+use crate::ceph::{Aio, AlignedBuf, Image, Op};
 use rbdiff::apply::Checker;
 use rbdiff::block::{BlockSink, BlockSource};
 use rbdiff::integrity::{Manifest, VerifyError};
@@ -31,7 +31,7 @@ pub struct ClusterDev<'a, 'io> {
     plan: VecDeque<(u64, u64)>,
     ahead: Aio<'a, 'io>,
     issued: VecDeque<(u64, u64)>,
-    cur: Option<(u64, u64, Vec<u8>)>,
+    cur: Option<(u64, u64, AlignedBuf)>,
 }
 
 impl<'a, 'io> ClusterDev<'a, 'io> {

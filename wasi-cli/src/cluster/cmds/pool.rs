@@ -2,6 +2,8 @@
 //! one request to the next, their memory bounded: what keeps a cluster
 //! command's peak memory at librados' own plus [`BUDGET`].
 
+use crate::ceph::AlignedBuf;
+
 /// Bytes of buffers a command holds at once: in flight, being encoded or
 /// hashed, and kept for reuse (beyond that, one buffer is always allowed).
 /// rbd keeps up to `--rbd-concurrent-management-ops` (10) whole 4 MiB
@@ -14,10 +16,10 @@ pub const BUDGET: u64 = 20 << 20;
 /// peaked at 65-68 MiB with 20 MiB, 57-58 MiB with 16, as fast).
 pub const SEALED_BUDGET: u64 = 16 << 20;
 
-/// Buffers handed out and kept, all counted by capacity.
+/// Buffers handed out and kept, all counted by length.
 #[derive(Debug)]
 pub struct Pool {
-    spare: Vec<Vec<u8>>,
+    spare: Vec<AlignedBuf>,
     /// Capacity of the buffers handed out.
     out: u64,
     /// Capacity of the spare buffers.
@@ -45,7 +47,7 @@ impl Pool {
     /// A buffer of at least `len` bytes (stale contents, never zeroed
     /// again): the smallest spare that is long enough, else a new one,
     /// after dropping spares the budget has no room for.
-    pub fn take(&mut self, len: usize) -> Vec<u8> {
+    pub fn take(&mut self, len: usize) -> AlignedBuf {
         let fit = self
             .spare
             .iter()
@@ -55,24 +57,24 @@ impl Pool {
             .map(|(i, _)| i);
         let b = if let Some(i) = fit {
             let b = self.spare.swap_remove(i);
-            self.kept -= b.capacity() as u64;
+            self.kept -= b.len() as u64;
             b
         } else {
             while self.out + self.kept + len as u64 > self.budget {
                 let Some(b) = self.spare.pop() else { break };
-                self.kept -= b.capacity() as u64;
+                self.kept -= b.len() as u64;
             }
             // Zeroed by the allocator (fresh pages), not by a pass here.
-            vec![0u8; len]
+            AlignedBuf::zeroed(len)
         };
-        self.out += b.capacity() as u64;
+        self.out += b.len() as u64;
         b
     }
 
     /// Give back a buffer [`take`](Self::take) handed out: kept for reuse
     /// while the budget has room for it.
-    pub fn give(&mut self, b: Vec<u8>) {
-        let cap = b.capacity() as u64;
+    pub fn give(&mut self, b: AlignedBuf) {
+        let cap = b.len() as u64;
         self.out = self.out.saturating_sub(cap);
         if cap > 0 && self.out + self.kept + cap <= self.budget {
             self.kept += cap;
