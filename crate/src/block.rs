@@ -105,9 +105,11 @@ impl AlignedBuf {
     /// Keeps `self[tail]` (bytes read and not used yet) for the next read
     /// into the buffer: moved so that it ends on a 64-byte boundary, so
     /// the read after it lands aligned (a tail of a few bytes costs a
-    /// copy of a few bytes). The buffer grows to `grow_to` (or more) when
-    /// `need` bytes from the tail's start do not fit. Returns where the
-    /// tail now starts.
+    /// copy of a few bytes). When `need` bytes from the tail's start fit
+    /// only unaligned, the tail goes to the start (no growth); when they
+    /// do not fit at all, the buffer grows to `grow_to` or to `need` and
+    /// 63 bytes (so that the next such tail fits aligned). Returns where
+    /// the tail now starts.
     #[must_use]
     pub fn keep_tail(
         &mut self,
@@ -116,12 +118,23 @@ impl AlignedBuf {
         grow_to: usize,
     ) -> usize {
         let n = tail.len();
-        let at = (64 - n % 64) % 64;
         let need = need.max(n);
+        let mut at = (64 - n % 64) % 64;
+        if at + need > self.len() && need <= self.len() {
+            at = 0;
+        }
         if at + need > self.len() {
-            let mut grown = AlignedBuf::zeroed(grow_to.max(at + need));
-            grown[at..at + n].copy_from_slice(&self[tail]);
-            *self = grown;
+            // Grown in place where the allocator can (`realloc`: no second
+            // copy of what is buffered alive at once, as `Vec::resize`).
+            let len = grow_to.max(need.saturating_add(63));
+            let from = usize::from(self.off) + tail.start..usize::from(self.off) + tail.end;
+            let mut v = core::mem::take(&mut self.bytes).into_vec();
+            v.reserve_exact((len + 63).saturating_sub(v.len()));
+            v.resize(len + 63, 0);
+            let mut bytes = v.into_boxed_slice();
+            let off = u8::try_from(bytes.as_ptr().align_offset(64)).unwrap_or(0);
+            bytes.copy_within(from, usize::from(off) + at);
+            *self = AlignedBuf { bytes, off };
         } else if tail.start != at {
             self.copy_within(tail, at);
         }
@@ -368,7 +381,7 @@ mod tests {
             (1024, 64..128, 64, 0),
             (1024, 5..5, 1, 0),
             (256, 100..250, 4000, 0),
-            (4096, 3000..4096, 4096, 8192),
+            (4096, 3000..4096, 4097, 8192),
         ] {
             let mut b = AlignedBuf::zeroed(len);
             for (x, v) in b.iter_mut().zip((0..=250u8).cycle()) {
@@ -382,5 +395,14 @@ mod tests {
             assert!(b.len() >= at + need.max(n), "{tail:?}");
             assert!(at < 64);
         }
+        // Fits only unaligned: kept at the start, no growth.
+        let mut b = AlignedBuf::zeroed(4096);
+        b[10] = 9;
+        assert_eq!(b.keep_tail(10..11, 4096, 8192), 0);
+        assert_eq!((b.len(), b[0]), (4096, 9));
+        // Grown to the need and 63: the next tail fits aligned whatever it is.
+        assert_eq!(b.keep_tail(0..1, 5000, 0), 63);
+        assert_eq!((b.len(), b[63]), (5063, 9));
+        assert_eq!(b.keep_tail(63..65, 5000, 0), 62);
     }
 }

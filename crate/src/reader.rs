@@ -302,13 +302,14 @@ mod tests {
         }
         enc.end_diff().unwrap();
         let stream = enc.finish().unwrap();
-        for cap in [64, 4096, 10_000, 100_000] {
+        // hold: payloads handed over whole (import-diff), the buffer grows.
+        for (cap, hold) in [(4096, 0), (10_000, 0), (100_000, 0), (4096, 8192)] {
             let spy = Spy {
                 data: &stream,
                 misaligned: Vec::new(),
                 reads: 0,
             };
-            let mut r = EventReader::with_capacity(spy, Config::new(), cap);
+            let mut r = EventReader::with_capacity(spy, Config::new(), cap).hold_payloads(hold);
             let (mut raw_all, mut data) = (Vec::new(), Vec::new());
             while let Some((_, ev, raw)) = r.next_event_raw().unwrap() {
                 raw_all.extend_from_slice(raw);
@@ -319,7 +320,15 @@ mod tests {
             assert!(raw_all == stream && data == written, "capacity {cap}");
             let spy = r.into_inner();
             assert!(spy.reads > 2, "capacity {cap}");
-            assert_eq!(spy.misaligned, Vec::<usize>::new(), "capacity {cap}");
+            // A payload to hold that fits the buffer only unaligned is
+            // read unaligned rather than grow the buffer: rare.
+            let allowed = if hold > 0 { spy.reads / 20 } else { 0 };
+            assert!(
+                spy.misaligned.len() <= allowed,
+                "capacity {cap}, hold {hold}: {} of {} reads unaligned",
+                spy.misaligned.len(),
+                spy.reads
+            );
         }
     }
 }
