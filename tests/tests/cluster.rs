@@ -446,6 +446,154 @@ fn sealed_diff_refused_on_drifted_base() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A v1 diff without snapshot names making `len` bytes at `offset` read
+/// as zeros.
+fn crafted_zero(offset: u64, len: u64) -> Vec<u8> {
+    let mut v = b"rbd diff v1\nz".to_vec();
+    v.extend(offset.to_le_bytes());
+    v.extend(len.to_le_bytes());
+    v.push(b'e');
+    v
+}
+
+/// Records longer than a cluster import's read-ahead (8 MiB: the checks
+/// read them 1 MiB at a time): an image of 32 MiB objects whose diff has a
+/// 32 MiB `w` and a 32 MiB `z`. The sealed import's base and result checks
+/// pass on the right base, and find one byte drifted in the middle of the
+/// long `z` range.
+#[test]
+#[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
+fn sealed_import_of_records_longer_than_the_read_ahead() {
+    const M: u64 = 1 << 20;
+    let d = scratch("long");
+    let src = fresh_name("long");
+    let spec = format!("rbd/{src}");
+    rbd(
+        &d,
+        &["create", "--size", "96M", "--object-size", "32M", &spec],
+    );
+    let fill: Vec<u8> = (0..96 * M)
+        .map(|i| (i % 251 + i / 4096).to_le_bytes()[0])
+        .collect();
+    std::fs::write(d.join("fill"), crafted(0, &fill)).unwrap();
+    rbd(&d, &["import-diff", "--no-progress", "fill", &spec]);
+    rbd(&d, &["snap", "create", &format!("{spec}@s1")]);
+    let new: Vec<u8> = (0..32 * M)
+        .map(|i| (i % 241).to_le_bytes()[0] ^ 0x5a)
+        .collect();
+    std::fs::write(d.join("w"), crafted(0, &new)).unwrap();
+    std::fs::write(d.join("z"), crafted_zero(32 * M, 32 * M)).unwrap();
+    rbd(&d, &["import-diff", "--no-progress", "w", &spec]);
+    rbd(&d, &["import-diff", "--no-progress", "z", &spec]);
+    rbd(&d, &["snap", "create", &format!("{spec}@s2")]);
+    let o = rbd(
+        &d,
+        &[
+            "diff",
+            "--format",
+            "json",
+            "--from-snap",
+            "s1",
+            &format!("{spec}@s2"),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let long: Vec<(u64, &str)> = v
+        .as_array()
+        .expect("extents")
+        .iter()
+        .map(|e| (e["length"].as_u64().unwrap(), e["exists"].as_str().unwrap()))
+        .filter(|&(l, _)| l > 8 * M)
+        .collect();
+    assert_eq!(long, vec![(32 * M, "true"), (32 * M, "false")], "{v}");
+    rbdiff(
+        &d,
+        &[
+            "export-diff",
+            "--no-progress",
+            "--integrity",
+            "--from-snap",
+            "s1",
+            &format!("rbd:{spec}@s2"),
+            "sealed",
+        ],
+    );
+    rbd(
+        &d,
+        &[
+            "export-diff",
+            "--no-progress",
+            &format!("{spec}@s1"),
+            "base",
+        ],
+    );
+    let good = fresh("rbd", "longgood");
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "base",
+            &format!("rbd/{good}"),
+        ],
+    );
+    rbdiff(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "sealed",
+            &format!("rbd:rbd/{good}"),
+        ],
+    );
+    assert_eq!(
+        export(&d, &format!("rbd/{good}@s2")),
+        export(&d, &format!("{spec}@s2"))
+    );
+    let bad = fresh("rbd", "longbad");
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "base",
+            &format!("rbd/{bad}"),
+        ],
+    );
+    std::fs::write(d.join("drift"), crafted(32 * M + 17 * M + 3, b"!")).unwrap();
+    rbd(
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "drift",
+            &format!("rbd/{bad}"),
+        ],
+    );
+    let before = export(&d, &format!("rbd/{bad}"));
+    let o = run(
+        bin(),
+        &d,
+        &[
+            "import-diff",
+            "--no-progress",
+            "sealed",
+            &format!("rbd:rbd/{bad}"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(22), "{err}");
+    assert!(err.contains("is not the base"), "{err}");
+    assert!(err.contains(&format!("offset {}", 32 * M)), "{err}");
+    assert_eq!(
+        export(&d, &format!("rbd/{bad}")),
+        before,
+        "the image changed"
+    );
+    assert_eq!(snaps_of(&d, &bad), vec!["s1".to_string()]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 #[ignore = "needs a Ceph cluster: run scripts/test-cluster.sh"]
 fn interrupted_import_resumes() {
