@@ -136,11 +136,23 @@ fn v1(r: &Req<'_>, io: &IoCtx<'_>, inp: &mut dyn Read, prog: &mut Progress) -> R
                 dev.set_size(end)
                     .map_err(|e| fail("rbd: can't resize image during import", &e))?;
             }
+            // Runs of chunks that are not all zeros, one write each (as
+            // rbd's calc_sparse_extent); zero chunks are skipped.
+            let mut run: Option<usize> = None;
             for (i, b) in buf[..n].chunks(block).enumerate() {
-                if !rbdiff::block::is_zero(b) {
-                    dev.write_at(at + (i * block) as u64, b)
-                        .map_err(|e| fail("rbd: import: writing the image failed", &e))?;
+                match (rbdiff::block::is_zero(b), run) {
+                    (false, None) => run = Some(i * block),
+                    (true, Some(start)) => {
+                        dev.write_at(at + start as u64, &buf[start..i * block])
+                            .map_err(|e| fail("rbd: import: writing the image failed", &e))?;
+                        run = None;
+                    }
+                    _ => {}
                 }
+            }
+            if let Some(start) = run {
+                dev.write_at(at + start as u64, &buf[start..n])
+                    .map_err(|e| fail("rbd: import: writing the image failed", &e))?;
             }
             at = end;
             prog.update(at, total.unwrap_or(at));
