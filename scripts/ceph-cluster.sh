@@ -75,6 +75,10 @@ keyring = $keyring
 log file = $d/log/\$name.log
 rbd default features = 61
 [mon]
+# The monitor gathers map changes for this long before proposing them (1 s
+# by default): every new snapshot id waited for it, up to a second of each
+# import-diff's time, the same for rbd and rbdiff.
+paxos propose interval = 0.05
 admin socket = $d/run/\$name.asok
 mon data = $d/mon.\$id
 [osd]
