@@ -1049,6 +1049,20 @@ fn create_and_snapshots() {
         snap_rows(&mine).iter().map(|s| s.2).collect::<Vec<_>>(),
         vec![8 << 20, 4 << 20]
     );
+    // `snap ls` prints rbd's bytes: its table (sizes as "8 MiB", the
+    // protection, the timestamps) and its JSON (keys in rbd's order).
+    rbd(&d, &["snap", "protect", &format!("rbd/{img}@one")]);
+    for f in ["plain", "json"] {
+        let mine = rbdiff(&d, &["snap", "ls", "--format", f, &c]).stdout;
+        let theirs = rbd(&d, &["snap", "ls", "--format", f, &format!("rbd/{img}")]).stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&mine),
+            String::from_utf8_lossy(&theirs),
+            "snap ls --format {f}"
+        );
+        assert!(String::from_utf8_lossy(&mine).contains("yes") || f == "json");
+    }
+    rbd(&d, &["snap", "unprotect", &format!("rbd/{img}@one")]);
     let o = run(bin(), &d, &["snap", "create", &format!("{c}@one")]);
     assert_eq!(
         o.status.code(),

@@ -204,6 +204,7 @@ unsafe extern "C" {
     pub fn rbd_get_flags(image: ImageT, v: *mut u64) -> c_int;
     pub fn rbd_get_overlap(image: ImageT, v: *mut u64) -> c_int;
     pub fn rbd_snap_get_limit(image: ImageT, v: *mut u64) -> c_int;
+    pub fn rbd_snap_get_timestamp(image: ImageT, snap_id: u64, t: *mut libc::timespec) -> c_int;
     pub fn rbd_get_create_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;
     pub fn rbd_get_access_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;
     pub fn rbd_get_modify_timestamp(image: ImageT, t: *mut libc::timespec) -> c_int;

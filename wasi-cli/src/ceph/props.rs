@@ -171,6 +171,17 @@ impl Image<'_> {
         u64_of(|p| unsafe { ffi::rbd_snap_get_limit(self.h, p) })
     }
 
+    /// When snapshot `id` was taken, in seconds (0: not recorded).
+    pub fn snap_timestamp(&self, id: u64) -> io::Result<i64> {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a live image, a valid out-pointer.
+        check(unsafe { ffi::rbd_snap_get_timestamp(self.h, id, &mut t) })?;
+        Ok(t.tv_sec)
+    }
+
     /// Create, access and modify times in seconds (0: not recorded).
     pub fn timestamps(&self) -> io::Result<[i64; 3]> {
         let mut out = [0i64; 3];

@@ -189,14 +189,24 @@ fn cluster(spec: &crate::cluster::Spec, ls_format: Option<&str>) -> anyhow::Resu
         }
         Some(format) => {
             let img = cmds::open(&io, spec, None, true)?;
+            let err = |e: std::io::Error| cmds::fail("rbd: failed to list snapshots", &e);
             let mut rows = Vec::new();
             for s in ls(&img)? {
-                let p = img
-                    .snap_is_protected(&s.name)
-                    .map_err(|e| cmds::fail("rbd: failed to list snapshots", &e))?;
-                rows.push((s.id, s.name, s.size, p));
+                let protected = img.snap_is_protected(&s.name).map_err(err)?;
+                // rbd prints nothing for a snapshot without a timestamp.
+                let timestamp = match img.snap_timestamp(s.id).map_err(err)? {
+                    0 => String::new(),
+                    t => crate::ceph::local_time(t).map_or_else(String::new, |tm| tm.ctime()),
+                };
+                rows.push(rbdiff::info::SnapListRow {
+                    id: s.id,
+                    name: s.name,
+                    size: s.size,
+                    protected,
+                    timestamp,
+                });
             }
-            print_ls(&rows, format)?;
+            print!("{}", rbdiff::info::snap_list(&rows, format == "json"));
         }
     }
     Ok(())
