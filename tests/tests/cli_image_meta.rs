@@ -276,6 +276,33 @@ fn export_v2_round_trip(c: &Cli) {
         c.ok(&["image-meta", "get", "back", "backup.owner"]).text(),
         "alice\n"
     );
+    // A `conf_` value librbd would refuse (rbd 16.2.15 on a cluster: these
+    // two lines, rc 22): the import fails and leaves no image.
+    let v2 = c.read("src.v2");
+    let at = v2
+        .windows(9)
+        .position(|w| w == b"writeback")
+        .expect("the value in the stream");
+    let mut bad = v2.clone();
+    bad[at] = b'x';
+    c.write("bad.v2", &bad);
+    let o = c.run(&[
+        "import",
+        "--no-progress",
+        "--export-format",
+        "2",
+        "bad.v2",
+        "bad",
+    ]);
+    assert_eq!(o.code, 22, "{}", o.stderr);
+    assert_eq!(
+        err_lines(&o),
+        [
+            "rbd: failed to import image-meta",
+            "rbd: import failed: (22) Invalid argument"
+        ]
+    );
+    assert_ne!(c.run(&["info", "bad"]).code, 0, "the image was left behind");
 }
 
 /// `--help` shows examples.

@@ -234,6 +234,15 @@ fn import_v2(
     if base.stripe_unit == 0 {
         base.stripe_unit = base.object_size();
     }
+    // rbd sets each image-meta pair through librbd, which refuses a `conf_`
+    // key that is no image option or a value it cannot take: the import
+    // fails (rc 22). Checked before anything is created.
+    for (k, v) in &base.meta {
+        let (k, v) = (String::from_utf8_lossy(k), String::from_utf8_lossy(v));
+        if rbdiff::image_meta::check(&k, &v).is_err() {
+            return Err(Fail::new(EINVAL, "rbd: failed to import image-meta"));
+        }
+    }
     // rbd creates the image with the stream's byte size; the diffs resize it.
     let initial = total.unwrap_or(base.object_size());
     let meta = a.opts.meta(initial, Some(&base))?;

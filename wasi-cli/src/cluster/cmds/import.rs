@@ -5,7 +5,7 @@
 //! the stream says). As rbd, a failed import removes the image.
 
 use super::dev::ClusterDev;
-use super::{connect, fail, ioctx, open};
+use super::{connect, errno, fail, ioctx, open};
 use crate::ceph::{CreateOpts, IoCtx};
 use crate::cluster::{Spec, flags};
 use crate::cmd::import_diff::decode_fail;
@@ -80,21 +80,31 @@ fn create_then(
     io: &IoCtx<'_>,
     size: u64,
     o: &CreateOpts,
+    meta: &[(String, String)],
     body: impl FnOnce(&mut ClusterDev<'_, '_>, &crate::ceph::Image<'_>) -> Result<(), Fail>,
 ) -> Result<(), Fail> {
     io.create(&r.spec.image, size, o)
         .map_err(|e| failed(fail("rbd: image creation failed", &e)))?;
     let res = (|| {
         let img = open(io, r.spec, None, false)?;
+        // rbd's messages: the image-meta's failure alone, the data's with
+        // "failed to import image" after it.
+        for (k, v) in meta {
+            img.metadata_set(k, v)
+                .map_err(|e| Fail::new(errno(&e), "rbd: failed to import image-meta"))?;
+        }
         let mut dev = ClusterDev::new(&img, flags().rbd_concurrent_management_ops)
             .map_err(|e| fail("rbd: failed to open image", &e))?;
-        body(&mut dev, &img)?;
-        dev.flush()
-            .map_err(|e| fail("rbd: import: writing the image failed", &e))
+        body(&mut dev, &img)
+            .and_then(|()| {
+                dev.flush()
+                    .map_err(|e| fail("rbd: import: writing the image failed", &e))
+            })
+            .map_err(|f| f.then("rbd: failed to import image"))
     })();
     if let Err(f) = res {
         let _ = io.remove(&r.spec.image);
-        return Err(failed(f.then("rbd: failed to import image")));
+        return Err(failed(f));
     }
     Ok(())
 }
@@ -122,7 +132,7 @@ fn v1(r: &Req<'_>, io: &IoCtx<'_>, inp: &mut dyn Read, prog: &mut Progress) -> R
     let block = usize::try_from(r.sparse_size)
         .unwrap_or(4096)
         .clamp(512, 1 << 22);
-    create_then(r, io, total.unwrap_or(0), &r.create, |dev, _| {
+    create_then(r, io, total.unwrap_or(0), &r.create, &[], |dev, _| {
         let mut buf = rbdiff::block::AlignedBuf::zeroed(4 << 20);
         let mut at = 0u64;
         loop {
@@ -212,11 +222,7 @@ fn v2(r: &Req<'_>, io: &IoCtx<'_>, inp: &mut dyn Read) -> Result<(), Fail> {
         "-" => 1u64 << o.order.unwrap_or(22),
         p => std::fs::metadata(p).map_or(0, |m| m.len()),
     };
-    create_then(r, io, size, &o, |dev, img| {
-        for (k, v) in &h.meta {
-            img.metadata_set(k, v)
-                .map_err(|e| fail("rbd: failed to import image-meta", &e))?;
-        }
+    create_then(r, io, size, &o, &h.meta, |dev, img| {
         let opts = ImportOptions::new().with_sparse_size(r.sparse_size);
         let mut eng: ImportEngine =
             ImportEngine::new(opts, None).map_err(|e| Fail::new(EINVAL, format!("rbdiff: {e}")))?;
