@@ -30,30 +30,6 @@ pub const DEFAULT_ORDER: u8 = 22;
 /// rbd's default features: layering, exclusive-lock, object-map, fast-diff, deep-flatten.
 pub const DEFAULT_FEATURES: u64 = 61;
 
-/// Feature bits by name (librbd's).
-pub const FEATURES: &[(&str, u64)] = &[
-    ("layering", 1),
-    ("striping", 2),
-    ("exclusive-lock", 4),
-    ("object-map", 8),
-    ("fast-diff", 16),
-    ("deep-flatten", 32),
-    ("journaling", 64),
-    ("data-pool", 128),
-    ("operations", 256),
-    ("migrating", 512),
-    ("non-primary", 1024),
-];
-
-/// Feature names of a mask.
-pub fn feature_names(mask: u64) -> Vec<String> {
-    FEATURES
-        .iter()
-        .filter(|(_, b)| mask & b != 0)
-        .map(|(n, _)| (*n).to_string())
-        .collect()
-}
-
 /// `[pool/]image[@snap]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {

@@ -2,7 +2,7 @@
 
 use crate::errors::{EINVAL, Fail};
 use crate::size;
-use crate::store::{DEFAULT_FEATURES, DEFAULT_ORDER, FEATURES, ImageMeta, Spec, Store};
+use crate::store::{DEFAULT_FEATURES, DEFAULT_ORDER, ImageMeta, Spec, Store};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -66,7 +66,7 @@ impl ImageOpts {
             let f = f.trim();
             if let Ok(n) = f.parse::<u64>() {
                 mask |= n;
-            } else if let Some((_, b)) = FEATURES.iter().find(|(n, _)| *n == f) {
+            } else if let Some(b) = rbdiff::feature_bit(f) {
                 mask |= b;
             } else {
                 return Err(Fail::new(

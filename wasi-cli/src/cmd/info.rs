@@ -1,6 +1,7 @@
 //! `info`: an image's size, layout, features, metadata and snapshots.
 
-use crate::store::{Spec, Store, feature_names};
+use crate::store::{Spec, Store};
+use rbdiff::feature_names;
 use serde_json::json;
 
 const EXAMPLES: &str = "\

@@ -3,7 +3,7 @@
 use super::{input_len, open_input, read_chunks};
 use crate::errors::{EBADMSG, EINVAL, Fail, io_errno};
 use crate::progress::{Progress, ProgressFlags};
-use crate::store::feature_names;
+use rbdiff::feature_names;
 use rbdiff::inspect::{InspectOptions, InspectSession, Summary};
 use rbdiff::integrity::StreamVerifier;
 use rbdiff::{Config, DecodeError};
