@@ -343,22 +343,6 @@ fn sealed_diff_refused_on_drifted_base() {
     let d = scratch("drift");
     let (img, snaps) = &workload().images[0];
     let (s1, s2) = (&snaps[0], &snaps[1]);
-    rbdiff(
-        &d,
-        &[
-            "export-diff",
-            "--no-progress",
-            "--integrity",
-            "--from-snap",
-            s1,
-            &format!("rbd:{}", at(img, Some(s2))),
-            "sealed",
-        ],
-    );
-    rbd(
-        &d,
-        &["export-diff", "--no-progress", &at(img, Some(s1)), "base"],
-    );
     // Where the sealed diff writes: its first extent.
     let o = rbd(
         &d,
@@ -373,77 +357,90 @@ fn sealed_diff_refused_on_drifted_base() {
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let first = v[0]["offset"].as_u64().expect("an extent");
-    // The right base takes it.
-    let good = fresh("rbd", "good");
-    rbd(
-        &d,
+    sealed_lands_on_its_base_only(&d, img, s1, s2, first + 1, b"drift");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// rbdiff's sealed diff of `img@s1 -> img@s2`, imported by rbdiff into a
+/// copy of `img@s1` (made by rbd), gives `img@s2`'s bytes; into a second
+/// copy whose HEAD drifted (`bytes` written at `drift`) it is refused before
+/// any write: rc 22, the image unchanged, no end snapshot. The refusal's
+/// stderr.
+fn sealed_lands_on_its_base_only(
+    d: &Path,
+    img: &str,
+    s1: &str,
+    s2: &str,
+    drift: u64,
+    bytes: &[u8],
+) -> String {
+    rbdiff(
+        d,
         &[
-            "import-diff",
+            "export-diff",
             "--no-progress",
-            "base",
-            &format!("rbd/{good}"),
+            "--integrity",
+            "--from-snap",
+            s1,
+            &format!("rbd:{}", at(img, Some(s2))),
+            "sealed",
         ],
     );
+    rbd(
+        d,
+        &["export-diff", "--no-progress", &at(img, Some(s1)), "base"],
+    );
+    let copy = |what: &str| {
+        let name = fresh("rbd", what);
+        rbd(
+            d,
+            &["import-diff", "--no-progress", "base", &at(&name, None)],
+        );
+        name
+    };
+    // The right base takes it.
+    let good = copy("good");
     rbdiff(
-        &d,
+        d,
         &[
             "import-diff",
             "--no-progress",
             "sealed",
-            &format!("rbd:rbd/{good}"),
+            &format!("rbd:{}", at(&good, None)),
         ],
     );
     assert_eq!(
-        export(&d, &at(&good, Some(s2))),
-        export(&d, &at(img, Some(s2)))
+        export(d, &at(&good, Some(s2))),
+        export(d, &at(img, Some(s2)))
     );
     // A drifted one is refused before any write.
-    let bad = fresh("rbd", "drift");
+    let bad = copy("drift");
+    std::fs::write(d.join("drift"), crafted(drift, bytes)).unwrap();
     rbd(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "base",
-            &format!("rbd/{bad}"),
-        ],
+        d,
+        &["import-diff", "--no-progress", "drift", &at(&bad, None)],
     );
-    std::fs::write(d.join("drift"), crafted(first + 1, b"drift")).unwrap();
-    rbd(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "drift",
-            &format!("rbd/{bad}"),
-        ],
-    );
-    let before = export(&d, &format!("rbd/{bad}"));
+    let before = export(d, &at(&bad, None));
     let o = run(
         bin(),
-        &d,
+        d,
         &[
             "import-diff",
             "--no-progress",
             "sealed",
-            &format!("rbd:rbd/{bad}"),
+            &format!("rbd:{}", at(&bad, None)),
         ],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(22),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(22), "{err}");
     assert!(err.contains("is not the base"), "{err}");
+    assert_eq!(export(d, &at(&bad, None)), before, "the image changed");
     assert_eq!(
-        export(&d, &format!("rbd/{bad}")),
-        before,
-        "the image changed"
+        snaps_of(d, &bad),
+        vec![s1.to_string()],
+        "end snapshot created"
     );
-    assert_eq!(snaps_of(&d, &bad), vec![s1.clone()], "end snapshot created");
-    let _ = std::fs::remove_dir_all(&d);
+    err
 }
 
 /// A v1 diff without snapshot names making `len` bytes at `offset` read
@@ -506,91 +503,8 @@ fn sealed_import_of_records_longer_than_the_read_ahead() {
         .filter(|&(l, _)| l > 8 * M)
         .collect();
     assert_eq!(long, vec![(32 * M, "true"), (32 * M, "false")], "{v}");
-    rbdiff(
-        &d,
-        &[
-            "export-diff",
-            "--no-progress",
-            "--integrity",
-            "--from-snap",
-            "s1",
-            &format!("rbd:{spec}@s2"),
-            "sealed",
-        ],
-    );
-    rbd(
-        &d,
-        &[
-            "export-diff",
-            "--no-progress",
-            &format!("{spec}@s1"),
-            "base",
-        ],
-    );
-    let good = fresh("rbd", "longgood");
-    rbd(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "base",
-            &format!("rbd/{good}"),
-        ],
-    );
-    rbdiff(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "sealed",
-            &format!("rbd:rbd/{good}"),
-        ],
-    );
-    assert_eq!(
-        export(&d, &format!("rbd/{good}@s2")),
-        export(&d, &format!("{spec}@s2"))
-    );
-    let bad = fresh("rbd", "longbad");
-    rbd(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "base",
-            &format!("rbd/{bad}"),
-        ],
-    );
-    std::fs::write(d.join("drift"), crafted(32 * M + 17 * M + 3, b"!")).unwrap();
-    rbd(
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "drift",
-            &format!("rbd/{bad}"),
-        ],
-    );
-    let before = export(&d, &format!("rbd/{bad}"));
-    let o = run(
-        bin(),
-        &d,
-        &[
-            "import-diff",
-            "--no-progress",
-            "sealed",
-            &format!("rbd:rbd/{bad}"),
-        ],
-    );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(22), "{err}");
-    assert!(err.contains("is not the base"), "{err}");
+    let err = sealed_lands_on_its_base_only(&d, &src, "s1", "s2", 32 * M + 17 * M + 3, b"!");
     assert!(err.contains(&format!("offset {}", 32 * M)), "{err}");
-    assert_eq!(
-        export(&d, &format!("rbd/{bad}")),
-        before,
-        "the image changed"
-    );
-    assert_eq!(snaps_of(&d, &bad), vec!["s1".to_string()]);
     let _ = std::fs::remove_dir_all(&d);
 }
 
